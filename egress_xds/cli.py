@@ -1,0 +1,163 @@
+"""The `egress-xds` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from egress_xds import __version__
+from egress_xds.policy.errors import ConfigError
+from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
+from egress_xds.redact import contains_redactions, redact_config
+from egress_xds.sources.file import load_policy_file
+from egress_xds.translate import translate
+from egress_xds.translate.bootstrap import DEFAULT_ADMIN_ADDRESS, ads_bootstrap, resources_as_dict, static_bootstrap
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except ConfigError as error:
+        for issue in error.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        return EXIT_INVALID
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+class UsageError(Exception):
+    """A bad flag value; printed without a traceback."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="egress-xds", description="xDS control plane that tunnels Envoy's outbound traffic through an HTTP proxy"
+    )
+    parser.add_argument("--version", action="version", version=f"egress-xds {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a policy file; exit 1 listing every error")
+    check.add_argument("--config", required=True, help="policy file (YAML or JSON)")
+    check.set_defaults(handler=_check)
+
+    render = commands.add_parser("render", help="print the listeners and clusters a node gets")
+    render.add_argument("--config", required=True, help="policy file (YAML or JSON)")
+    _node_arguments(render)
+    render.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    render.add_argument("--static", action="store_true", help="print a complete Envoy bootstrap (static resources)")
+    render.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, help="with --static: Envoy's admin address")
+    render.add_argument(
+        "--show-secrets", action="store_true", help="include proxy credentials (redacted by default)"
+    )
+    render.set_defaults(handler=_render)
+
+    bootstrap = commands.add_parser("bootstrap", help="print an Envoy bootstrap that uses an egress-xds server")
+    _node_arguments(bootstrap)
+    bootstrap.add_argument("--xds-address", required=True, metavar="HOST:PORT", help="the egress-xds server")
+    bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
+    bootstrap.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, metavar="HOST:PORT")
+    bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    bootstrap.set_defaults(handler=_bootstrap)
+    return parser
+
+
+def _node_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node-id", required=True, help="the Envoy node id")
+    parser.add_argument(
+        "--node-meta",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"node metadata, repeatable (e.g. namespace=payments, {MODE_METADATA_KEY}=standalone)",
+    )
+    parser.add_argument(
+        "--mode",
+        choices=[mode.value for mode in NodeMode],
+        help=f"shorthand for --node-meta {MODE_METADATA_KEY}=MODE (default sidecar)",
+    )
+
+
+def _node(args: argparse.Namespace) -> Node:
+    metadata: dict[str, str] = {}
+    for item in args.node_meta:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise UsageError(f"--node-meta {item!r}: expected KEY=VALUE")
+        metadata[key] = value
+    if args.mode:
+        metadata[MODE_METADATA_KEY] = args.mode
+    return Node(id=args.node_id, metadata=metadata)
+
+
+def _check(args: argparse.Namespace) -> int:
+    policies = load_policy_file(args.config)
+    for policy in policies.policies:
+        proxies = ", ".join(f"{name}={proxy.display_url}" for name, proxy in sorted(policy.proxies.items()))
+        print(f"policy {policy.name}: {len(policy.rules)} rules, proxies: {proxies or 'none (all direct)'}")
+    print(f"{args.config}: OK")
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace) -> int:
+    policies = load_policy_file(args.config)
+    node = _node(args)
+    policy = select_policy(policies, node)
+    if policy is None:
+        print(f"error: no policy in {args.config} applies to node {node.id!r}", file=sys.stderr)
+        return EXIT_INVALID
+    resources = translate(policy, node.mode)
+    data: dict[str, Any]
+    if args.static:
+        data = static_bootstrap(
+            resources, node_id=node.id, admin_address=args.admin_address, node_metadata=node.metadata
+        )
+    else:
+        data = resources_as_dict(resources)
+    if not args.show_secrets:
+        data = redact_config(data)
+        if args.static and contains_redactions(data):
+            print("note: proxy credentials are redacted; pass --show-secrets for a usable bootstrap", file=sys.stderr)
+    _print(data, args.format)
+    return EXIT_OK
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    node = _node(args)
+    try:
+        data = ads_bootstrap(
+            node.id,
+            args.xds_address,
+            delta=args.delta,
+            admin_address=args.admin_address,
+            node_metadata=node.metadata,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    _print(data, args.format)
+    return EXIT_OK
+
+
+def _print(data: Any, output_format: str) -> None:
+    if output_format == "json":
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,675 @@
+"""Turn a loaded document (YAML/JSON file or environment) into validated `EgressPolicy` values.
+
+Every problem is collected with its field path and line; parsing goes on after an error so that the user sees all
+of them at once. Nothing is silently dropped: an entry is either used or reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from egress_xds.policy.addresses import is_ip_literal
+from egress_xds.policy.errors import ConfigError, ConfigIssue
+from egress_xds.policy.model import (
+    DENY,
+    DIRECT,
+    Action,
+    ActionKind,
+    Credentials,
+    EgressPolicy,
+    ExplicitListener,
+    ForwardProxyListener,
+    HealthCheck,
+    IPNetwork,
+    NodeSelector,
+    PolicySet,
+    Proxy,
+    ProxyEndpoint,
+    RawTcpMode,
+    Rule,
+    Scheme,
+    Standalone,
+)
+from egress_xds.policy.no_proxy import DomainPattern, parse_no_proxy
+from egress_xds.policy.proxy_url import (
+    ProxyUrlError,
+    basic_credentials,
+    parse_host_port,
+    parse_port,
+    parse_proxy_url,
+    redact_userinfo,
+    validate_host,
+)
+from egress_xds.policy.yaml_tree import FieldPath, LocatedDocument, format_path
+
+T = TypeVar("T")
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+POLICY_KEYS = {
+    "name", "nodes", "httpProxy", "httpsProxy", "noProxy", "proxies", "rules", "rawTcp", "standalone",
+}  # fmt: skip
+TOP_LEVEL_KEYS = POLICY_KEYS | {"policies"}
+DEFAULT_POLICY_NAME = "default"
+# Names given to proxies that are written inline as URLs in httpProxy / httpsProxy.
+INLINE_PROXY_NAMES = {"httpProxy": "http-proxy", "httpsProxy": "https-proxy"}
+
+
+class _Context:
+    """Collects issues for one document; resolves relative file paths against the document's directory."""
+
+    def __init__(self, document: LocatedDocument, base_dir: Path | None) -> None:
+        self.document = document
+        self.base_dir = base_dir
+        self.issues: list[ConfigIssue] = []
+
+    def error(self, path: FieldPath, message: str) -> None:
+        line = self.document.line_of(path)
+        self.issues.append(ConfigIssue(self.document.source, line, format_path(path), message))
+
+    def mapping(self, value: Any, path: FieldPath, allowed: set[str]) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping with keys {_listing(allowed)}, got {_kind(value)}")
+            return None
+        for key in value:
+            if key not in allowed:
+                hint = _closest(key, allowed)
+                suffix = f"; did you mean {hint!r}?" if hint else ""
+                self.error((*path, key), f"unknown key {key!r} (expected one of {_listing(allowed)}){suffix}")
+        return value
+
+    def string(self, value: Any, path: FieldPath) -> str | None:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        self.error(path, f"expected a non-empty string, got {_kind(value)}")
+        return None
+
+    def attempt(self, path: FieldPath, convert: Callable[[], T]) -> T | None:
+        """Run a converter that raises ValueError with a user-facing message."""
+        try:
+            return convert()
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+
+    def read_file(self, value: str, path: FieldPath) -> tuple[Path, str] | None:
+        file_path = Path(value)
+        if not file_path.is_absolute() and self.base_dir is not None:
+            file_path = self.base_dir / file_path
+        try:
+            return file_path, file_path.read_text()
+        except OSError as exc:
+            self.error(path, f"cannot read {file_path}: {exc.strerror}")
+            return None
+
+
+def parse_document(document: LocatedDocument, base_dir: Path | None = None) -> PolicySet:
+    """The whole policy set of a document: one policy (top-level keys) or `policies: [...]`."""
+    context = _Context(document, base_dir)
+    root = context.mapping(document.value, (), TOP_LEVEL_KEYS)
+    policies: list[EgressPolicy] = []
+    if root is not None:
+        if "policies" in root:
+            policies = _parse_policy_list(context, root)
+        else:
+            policy = _parse_policy(context, root, (), {})
+            policies = [policy] if policy is not None else []
+    if context.issues:
+        raise ConfigError(context.issues)
+    return PolicySet(tuple(policies))
+
+
+def _parse_policy_list(context: _Context, root: dict[str, Any]) -> list[EgressPolicy]:
+    """`policies:` with optional top-level `proxies:` shared by all of them."""
+    for key in POLICY_KEYS - {"proxies"}:
+        if key in root:
+            context.error((key,), "with 'policies:', put this key inside each policy (only 'proxies' is shared)")
+    shared = _parse_proxies(context, root.get("proxies", {}), ("proxies",))
+    items = root["policies"]
+    if not isinstance(items, list) or not items:
+        context.error(("policies",), f"expected a non-empty list of policies, got {_kind(items)}")
+        return []
+    policies: list[EgressPolicy] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path: FieldPath = ("policies", index)
+        fields = context.mapping(item, path, POLICY_KEYS)
+        if fields is None:
+            continue
+        if "name" not in fields:
+            context.error(path, "each policy in 'policies' needs a 'name'")
+        policy = _parse_policy(context, fields, path, shared)
+        if policy is None:
+            continue
+        if policy.name in seen:
+            other = f"policies[{seen[policy.name]}]"
+            context.error((*path, "name"), f"duplicate policy name {policy.name!r} (also {other})")
+        seen[policy.name] = index
+        policies.append(policy)
+    return policies
+
+
+def _parse_policy(
+    context: _Context, fields: dict[str, Any], path: FieldPath, shared: Mapping[str, Proxy]
+) -> EgressPolicy | None:
+    errors_before = len(context.issues)
+    name = DEFAULT_POLICY_NAME
+    if "name" in fields:
+        name = _parse_name(context, fields["name"], (*path, "name"), "policy") or name
+    proxies = dict(shared)
+    for proxy_name, proxy in _parse_proxies(context, fields.get("proxies", {}), (*path, "proxies")).items():
+        if proxy_name in shared:
+            context.error((*path, "proxies", proxy_name), f"proxy {proxy_name!r} is already defined at top level")
+        proxies[proxy_name] = proxy
+    http_proxy = _parse_default_proxy(context, fields, path, "httpProxy", proxies)
+    https_proxy = _parse_default_proxy(context, fields, path, "httpsProxy", proxies)
+    no_proxy_value = fields.get("noProxy", "")
+    if not isinstance(no_proxy_value, str | list):
+        context.error((*path, "noProxy"), f"expected a comma-separated string or a list, got {_kind(no_proxy_value)}")
+        no_proxy_value = ""
+    no_proxy, no_proxy_errors = parse_no_proxy(no_proxy_value)
+    for problem in no_proxy_errors:
+        element: FieldPath = (*path, "noProxy")
+        if isinstance(no_proxy_value, list):
+            element = (*element, _list_position(no_proxy_value, problem.raw))
+        context.error(element, f"entry {problem.index} {problem.raw!r}: {problem.message}")
+    rules = _parse_rules(context, fields.get("rules", []), (*path, "rules"), proxies)
+    raw_tcp = RawTcpMode.TUNNEL
+    if "rawTcp" in fields:
+        raw_tcp = _parse_enum(context, fields["rawTcp"], (*path, "rawTcp"), RawTcpMode) or raw_tcp
+    selector = _parse_selector(context, fields.get("nodes", {}), (*path, "nodes"))
+    standalone = _parse_standalone(
+        context, fields.get("standalone", {}), (*path, "standalone"), proxies, (http_proxy, https_proxy)
+    )
+    if len(context.issues) > errors_before:
+        return None
+    return EgressPolicy(
+        name=name,
+        proxies=proxies,
+        http_proxy=http_proxy,
+        https_proxy=https_proxy,
+        no_proxy=no_proxy,
+        rules=tuple(rules),
+        raw_tcp=raw_tcp,
+        selector=selector or NodeSelector(),
+        standalone=standalone or Standalone(),
+        source=context.document.source,
+    )
+
+
+def _parse_name(context: _Context, value: Any, path: FieldPath, what: str) -> str | None:
+    if isinstance(value, str) and NAME_PATTERN.match(value):
+        return value
+    context.error(path, f"{what} name {value!r} must be lower case letters, digits and '-' (at most 63)")
+    return None
+
+
+def _parse_default_proxy(
+    context: _Context, fields: dict[str, Any], path: FieldPath, key: str, proxies: dict[str, Proxy]
+) -> str | None:
+    """`httpProxy`/`httpsProxy`: a URL (defines an inline proxy) or the name of a proxy in `proxies`."""
+    value = fields.get(key)
+    if value is None or value == "":
+        return None
+    text = context.string(value, (*path, key))
+    if text is None:
+        return None
+    if "://" not in text:
+        if text in proxies:
+            return text
+        context.error((*path, key), f"{text!r} is neither a URL (http://host:port) nor a proxy defined in 'proxies'")
+        return None
+    proxy = _proxy_from_url(context, text, (*path, key), INLINE_PROXY_NAMES[key])
+    if proxy is None:
+        return None
+    for existing in proxies.values():  # the same URL twice (HTTP_PROXY == HTTPS_PROXY) is one proxy
+        same_place = existing.endpoints == proxy.endpoints and existing.scheme == proxy.scheme
+        if same_place and existing.credentials == proxy.credentials:
+            return existing.name
+    if proxy.name in proxies:
+        context.error((*path, key), f"proxy name {proxy.name!r} is reserved for the inline {key} URL")
+        return None
+    proxies[proxy.name] = proxy
+    return proxy.name
+
+
+def _proxy_from_url(context: _Context, url: str, path: FieldPath, name: str) -> Proxy | None:
+    try:
+        parsed = parse_proxy_url(url)
+    except ProxyUrlError as exc:
+        context.error(path, str(exc))
+        return None
+    return Proxy(
+        name=name,
+        scheme=parsed.scheme,
+        endpoints=(ProxyEndpoint(parsed.host, parsed.port),),
+        credentials=parsed.credentials,
+        sni=parsed.host if parsed.scheme is Scheme.HTTPS and not is_ip_literal(parsed.host) else None,
+    )
+
+
+PROXY_KEYS = {"url", "endpoints", "credentialsFile", "caFile", "sni", "healthCheck"}
+
+
+def _parse_proxies(context: _Context, value: Any, path: FieldPath) -> dict[str, Proxy]:
+    if value in (None, {}):
+        return {}
+    if not isinstance(value, dict):
+        context.error(path, f"expected a mapping of proxy name to proxy, got {_kind(value)}")
+        return {}
+    proxies: dict[str, Proxy] = {}
+    for name, spec in value.items():
+        proxy_path = (*path, name)
+        if _parse_name(context, name, proxy_path, "proxy") is None:
+            continue
+        if isinstance(spec, str):
+            spec = {"url": spec}
+        fields = context.mapping(spec, proxy_path, PROXY_KEYS)
+        if fields is None:
+            continue
+        proxy = _parse_proxy(context, name, fields, proxy_path)
+        if proxy is not None:
+            proxies[name] = proxy
+    return proxies
+
+
+def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: FieldPath) -> Proxy | None:
+    if ("url" in fields) == ("endpoints" in fields):
+        context.error(path, "give exactly one of 'url' (one endpoint) or 'endpoints' (failover list)")
+        return None
+    urls: list[tuple[str, int, FieldPath]] = []
+    if "url" in fields:
+        url = context.string(fields["url"], (*path, "url"))
+        if url is not None:
+            urls.append((url, 0, (*path, "url")))
+    else:
+        urls = _endpoint_urls(context, fields["endpoints"], (*path, "endpoints"))
+    parsed = []
+    for url, priority, url_path in urls:
+        try:
+            parsed.append((parse_proxy_url(url), priority, url_path))
+        except ProxyUrlError as exc:
+            context.error(url_path, str(exc))
+    if not parsed or len(parsed) != len(urls):
+        return None
+    first = parsed[0][0]
+    for other, _, url_path in parsed[1:]:
+        if other.scheme != first.scheme:
+            context.error(url_path, f"all endpoints of a proxy use one scheme ({first.scheme.value})")
+        if other.credentials != first.credentials:
+            context.error(url_path, "all endpoints of a proxy share the same credentials (or use credentialsFile)")
+    credentials = first.credentials
+    if "credentialsFile" in fields:
+        credentials = _read_credentials(context, fields["credentialsFile"], (*path, "credentialsFile"), credentials)
+    ca_file = None
+    if "caFile" in fields:
+        ca_text = context.string(fields["caFile"], (*path, "caFile"))
+        if ca_text is not None and context.read_file(ca_text, (*path, "caFile")) is not None:
+            ca_file = str(_resolve(context, ca_text))
+        if first.scheme is not Scheme.HTTPS:
+            context.error((*path, "caFile"), "caFile only applies to an https:// proxy")
+    sni = first.host if first.scheme is Scheme.HTTPS and not is_ip_literal(first.host) else None
+    if "sni" in fields:
+        sni = context.attempt((*path, "sni"), lambda: validate_host(str(fields["sni"])))
+        if first.scheme is not Scheme.HTTPS:
+            context.error((*path, "sni"), "sni only applies to an https:// proxy")
+    endpoints = tuple(ProxyEndpoint(url.host, url.port, priority) for url, priority, _ in parsed)
+    if len(set((endpoint.host, endpoint.port) for endpoint in endpoints)) != len(endpoints):
+        context.error((*path, "endpoints"), "duplicate endpoint")
+    health_check = None
+    if "healthCheck" in fields:
+        health_check = _parse_health_check(context, fields["healthCheck"], (*path, "healthCheck"))
+    elif len(endpoints) > 1:
+        health_check = HealthCheck()  # failover only works with an active health check (DESIGN.md section 4)
+    return Proxy(
+        name=name,
+        scheme=first.scheme,
+        endpoints=endpoints,
+        credentials=credentials,
+        ca_file=ca_file,
+        sni=sni,
+        health_check=health_check,
+    )
+
+
+def _endpoint_urls(context: _Context, value: Any, path: FieldPath) -> list[tuple[str, int, FieldPath]]:
+    if not isinstance(value, list) or not value:
+        context.error(path, f"expected a non-empty list of URLs or {{url, priority}} entries, got {_kind(value)}")
+        return []
+    urls = []
+    for index, item in enumerate(value):
+        item_path = (*path, index)
+        if isinstance(item, str):
+            urls.append((item, 0, item_path))
+            continue
+        fields = context.mapping(item, item_path, {"url", "priority"})
+        if fields is None:
+            continue
+        url = context.string(fields.get("url"), (*item_path, "url"))
+        priority = fields.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 127:
+            context.error((*item_path, "priority"), f"expected a whole number 0-127, got {priority!r}")
+            continue
+        if url is not None:
+            urls.append((url, priority, (*item_path, "url")))
+    return urls
+
+
+def _read_credentials(
+    context: _Context, value: Any, path: FieldPath, from_url: Credentials | None
+) -> Credentials | None:
+    """A file holding `user:password`, or a complete `Proxy-Authorization` value such as `Basic dXNlcjpwdw==`."""
+    text = context.string(value, path)
+    if text is None:
+        return None
+    if from_url is not None:
+        context.error(path, "credentials are given both in the URL and in credentialsFile; keep one")
+    loaded = context.read_file(text, path)
+    if loaded is None:
+        return None
+    file_path, content = loaded
+    secret = content.strip()
+    if not secret or "\n" in secret:
+        context.error(path, f"{file_path}: expected one line 'user:password' or a Proxy-Authorization value")
+        return None
+    scheme_word = secret.split(" ", 1)[0]
+    if " " in secret and scheme_word.isalpha():
+        return Credentials(header_value=secret)
+    if ":" not in secret:
+        context.error(path, f"{file_path}: expected 'user:password' (no ':' found)")
+        return None
+    username, _, password = secret.partition(":")
+    return basic_credentials(username, password)
+
+
+HEALTH_KEYS = {"interval", "timeout", "unhealthyThreshold", "healthyThreshold"}
+
+
+def _parse_health_check(context: _Context, value: Any, path: FieldPath) -> HealthCheck | None:
+    fields = context.mapping(value, path, HEALTH_KEYS)
+    if fields is None:
+        return None
+    default = HealthCheck()
+    interval = _duration_ms(context, fields.get("interval"), (*path, "interval"), default.interval_ms)
+    timeout = _duration_ms(context, fields.get("timeout"), (*path, "timeout"), default.timeout_ms)
+    unhealthy = _positive(context, fields.get("unhealthyThreshold"), (*path, "unhealthyThreshold"), 2)
+    healthy = _positive(context, fields.get("healthyThreshold"), (*path, "healthyThreshold"), 1)
+    return HealthCheck(interval, timeout, unhealthy, healthy)
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
+
+
+def _duration_ms(context: _Context, value: Any, path: FieldPath, default: int) -> int:
+    if value is None:
+        return default
+    match = _DURATION.match(str(value).strip())
+    if isinstance(value, bool) or not match:
+        context.error(path, f"expected a duration like 500ms, 5s or 1m, got {value!r}")
+        return default
+    number, unit = float(match.group(1)), match.group(2)
+    milliseconds = int(number * {"ms": 1, "s": 1000, "m": 60_000}[unit])
+    if milliseconds <= 0:
+        context.error(path, "a duration must be positive")
+    return milliseconds
+
+
+def _positive(context: _Context, value: Any, path: FieldPath, default: int) -> int:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        context.error(path, f"expected a whole number >= 1, got {value!r}")
+        return default
+    return value
+
+
+RULE_KEYS = {"name", "domains", "cidrs", "ports", "action"}
+
+
+def _parse_rules(context: _Context, value: Any, path: FieldPath, proxies: Mapping[str, Proxy]) -> list[Rule]:
+    if value in (None, []):
+        return []
+    if not isinstance(value, list):
+        context.error(path, f"expected a list of rules, got {_kind(value)}")
+        return []
+    rules = []
+    for index, item in enumerate(value):
+        item_path = (*path, index)
+        fields = context.mapping(item, item_path, RULE_KEYS)
+        if fields is None:
+            continue
+        if "action" not in fields:
+            context.error(item_path, "a rule needs an 'action': direct, deny or {proxy: NAME}")
+            continue
+        action = _parse_action(context, fields["action"], (*item_path, "action"), proxies)
+        name = str(fields.get("name") or f"rule {index + 1}")
+        domains = [
+            pattern
+            for position, entry in enumerate(_list_of(context, fields.get("domains"), (*item_path, "domains")))
+            if (pattern := _parse_domain(context, entry, (*item_path, "domains", position))) is not None
+        ]
+        cidrs = [
+            network
+            for position, entry in enumerate(_list_of(context, fields.get("cidrs"), (*item_path, "cidrs")))
+            if (network := _parse_cidr(context, entry, (*item_path, "cidrs", position))) is not None
+        ]
+        ports = [
+            port
+            for position, entry in enumerate(_list_of(context, fields.get("ports"), (*item_path, "ports")))
+            if (port := context.attempt((*item_path, "ports", position), partial(parse_port, entry)))
+        ]
+        if action is not None:
+            rules.append(Rule(name, tuple(domains), tuple(cidrs), tuple(sorted(set(ports))), action))
+    return rules
+
+
+def _parse_action(context: _Context, value: Any, path: FieldPath, proxies: Mapping[str, Proxy]) -> Action | None:
+    if value == "direct":
+        return DIRECT
+    if value == "deny":
+        return DENY
+    if isinstance(value, dict):
+        fields = context.mapping(value, path, {"proxy"})
+        if fields is None or "proxy" not in fields:
+            context.error(path, "expected {proxy: NAME}")
+            return None
+        name = fields["proxy"]
+        if name not in proxies:
+            known = ", ".join(sorted(proxies)) or "none defined"
+            context.error((*path, "proxy"), f"unknown proxy {name!r} (defined: {known})")
+            return None
+        return Action(ActionKind.PROXY, name)
+    context.error(path, f"expected direct, deny or {{proxy: NAME}}, got {value!r}")
+    return None
+
+
+def _parse_domain(context: _Context, value: Any, path: FieldPath) -> DomainPattern | None:
+    """Rule domains: `example.com` (exactly), `.example.com` or `*.example.com` (subdomains only)."""
+    if not isinstance(value, str):
+        context.error(path, f"expected a domain string, got {_kind(value)}")
+        return None
+    text = value.strip()
+    subdomains = text.startswith(("*.", "."))
+    name = text[2:] if text.startswith("*.") else text.lstrip(".")
+    host = context.attempt(path, lambda: validate_host(name))
+    if host is None:
+        return None
+    if is_ip_literal(host):
+        context.error(path, f"{text!r} is an IP address; put addresses in 'cidrs'")
+        return None
+    return DomainPattern.subdomains_of(host) if subdomains else DomainPattern.exact(host)
+
+
+def _parse_cidr(context: _Context, value: Any, path: FieldPath) -> IPNetwork | None:
+    try:
+        return ipaddress.ip_network(str(value).strip(), strict=True)
+    except ValueError as exc:
+        context.error(path, f"{value!r} is not a valid CIDR or IP address ({exc})")
+        return None
+
+
+SELECTOR_KEYS = {"id", "metadata"}
+
+
+def _parse_selector(context: _Context, value: Any, path: FieldPath) -> NodeSelector | None:
+    if value in (None, {}):
+        return None
+    fields = context.mapping(value, path, SELECTOR_KEYS)
+    if fields is None:
+        return None
+    id_glob = str(fields.get("id", "*"))
+    metadata = fields.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str | int | bool) for v in metadata.values()):
+        context.error((*path, "metadata"), "expected a mapping of metadata key to string value")
+        return None
+    return NodeSelector(id_glob, {str(key): _metadata_text(item) for key, item in metadata.items()})
+
+
+def _metadata_text(value: str | int | bool) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+STANDALONE_KEYS = {"listeners", "forwardProxy"}
+LISTENER_KEYS = {"name", "listen", "target", "action"}
+
+
+def _parse_standalone(
+    context: _Context,
+    value: Any,
+    path: FieldPath,
+    proxies: Mapping[str, Proxy],
+    default_proxies: tuple[str | None, str | None],
+) -> Standalone | None:
+    http_proxy, https_proxy = default_proxies
+    if value in (None, {}):
+        return None
+    fields = context.mapping(value, path, STANDALONE_KEYS)
+    if fields is None:
+        return None
+    listeners = []
+    seen_names: set[str] = set()
+    for index, item in enumerate(_list_of(context, fields.get("listeners"), (*path, "listeners"))):
+        item_path = (*path, "listeners", index)
+        entry = context.mapping(item, item_path, LISTENER_KEYS)
+        if entry is None:
+            continue
+        listener = _parse_explicit_listener(context, entry, item_path, proxies, https_proxy)
+        if listener is None:
+            continue
+        if listener.name in seen_names:
+            context.error((*item_path, "name"), f"duplicate listener name {listener.name!r}")
+        seen_names.add(listener.name)
+        listeners.append(listener)
+    forward_proxy = None
+    if "forwardProxy" in fields:
+        forward_fields = context.mapping(fields["forwardProxy"], (*path, "forwardProxy"), {"listen"})
+        if forward_fields is not None:
+            listen = _parse_listen(context, forward_fields.get("listen"), (*path, "forwardProxy", "listen"))
+            if listen is not None:
+                forward_proxy = ForwardProxyListener(*listen)
+            if https_proxy is None and http_proxy is None:
+                context.error((*path, "forwardProxy"), "a forward proxy needs httpProxy or httpsProxy to be set")
+    addresses = [(listener.listen_host, listener.listen_port) for listener in listeners]
+    if forward_proxy is not None:
+        addresses.append((forward_proxy.listen_host, forward_proxy.listen_port))
+    if len(set(addresses)) != len(addresses):
+        context.error(path, "two standalone listeners use the same listen address")
+    return Standalone(tuple(listeners), forward_proxy)
+
+
+def _parse_explicit_listener(
+    context: _Context,
+    fields: dict[str, Any],
+    path: FieldPath,
+    proxies: Mapping[str, Proxy],
+    https_proxy: str | None,
+) -> ExplicitListener | None:
+    name = _parse_name(context, fields.get("name"), (*path, "name"), "listener")
+    listen = _parse_listen(context, fields.get("listen"), (*path, "listen"))
+    target_text = context.string(fields.get("target"), (*path, "target"))
+    target = None
+    if target_text is not None:
+        target = context.attempt((*path, "target"), lambda: parse_host_port(target_text))
+    if "action" in fields:
+        action = _parse_action(context, fields["action"], (*path, "action"), proxies)
+    elif https_proxy is not None:
+        action = Action(ActionKind.PROXY, https_proxy)
+    else:
+        action = DIRECT
+    if name is None or listen is None or target is None or action is None:
+        return None
+    return ExplicitListener(name, listen[0], listen[1], target[0], target[1], action)
+
+
+def _parse_listen(context: _Context, value: Any, path: FieldPath) -> tuple[str, int] | None:
+    text = context.string(value, path)
+    if text is None:
+        return None
+    result = context.attempt(path, lambda: parse_host_port(text))
+    if result is not None and not is_ip_literal(result[0]):
+        context.error(path, f"listen address must be an IP address (e.g. 127.0.0.1:{result[1]}), got {text!r}")
+        return None
+    return result
+
+
+def _parse_enum(context: _Context, value: Any, path: FieldPath, enum_type: type[RawTcpMode]) -> RawTcpMode | None:
+    try:
+        return enum_type(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in enum_type)
+        context.error(path, f"expected one of {allowed}, got {value!r}")
+        return None
+
+
+def _list_of(context: _Context, value: Any, path: FieldPath) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        context.error(path, f"expected a list, got {_kind(value)}")
+        return []
+    return value
+
+
+def _list_position(items: list[Any], raw: str) -> int:
+    for index, item in enumerate(items):
+        if isinstance(item, str) and raw in item:
+            return index
+    return 0
+
+
+def _resolve(context: _Context, value: str) -> Path:
+    path = Path(value)
+    if not path.is_absolute() and context.base_dir is not None:
+        path = context.base_dir / path
+    return path
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return repr(redact_userinfo(value)) if isinstance(value, str) else repr(value)
+
+
+def _listing(keys: set[str]) -> str:
+    return ", ".join(sorted(keys))
+
+
+def _closest(key: str, allowed: set[str]) -> str | None:
+    import difflib
+
+    matches = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    return matches[0] if matches else None

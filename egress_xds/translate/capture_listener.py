@@ -1,0 +1,140 @@
+"""The sidecar's capture listener on port 15001: every outbound TCP connection of the pod lands here.
+
+`original_dst` restores where the application was connecting, `tls_inspector` reads the SNI, `http_inspector`
+recognises plain HTTP. An ordered filter-chain matcher then applies the policy's decisions, first match wins:
+
+1. each decision in order (built-in pass-through, rules, NO_PROXY): by SNI for TLS, by destination CIDR and port
+   for everything (plain HTTP that may still be claimed by an earlier domain rule gets an HTTP chain of its own);
+2. plain HTTP -> the HTTP chain (Host-based routes, then httpProxy);
+3. TLS -> httpsProxy tunnel; anything else -> rawTcp.
+"""
+
+from __future__ import annotations
+
+from envoy.config.core.v3.address_pb2 import Address, SocketAddress
+from envoy.config.core.v3.base_pb2 import TrafficDirection
+from envoy.config.listener.v3.listener_components_pb2 import FilterChain, ListenerFilter
+from envoy.config.listener.v3.listener_pb2 import Listener
+from envoy.extensions.filters.listener.http_inspector.v3.http_inspector_pb2 import HttpInspector
+from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import OriginalDst
+from envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2 import TlsInspector
+from google.protobuf.message import Message
+
+from egress_xds.policy.model import Action, ActionKind, EgressPolicy
+from egress_xds.translate import chain_matcher, names
+from egress_xds.translate.access_log import connection_log
+from egress_xds.translate.decisions import (
+    Decision,
+    default_http_action,
+    default_raw_tcp_action,
+    default_tls_action,
+    ordered_decisions,
+)
+from egress_xds.translate.http_routes import connection_manager
+from egress_xds.translate.protobuf import milliseconds, typed
+from egress_xds.translate.tcp_proxy import TARGET_BY_ADDRESS, TARGET_BY_NAME, cluster_filter, tunnel_filter
+
+CAPTURE_PORT = 15001
+# How long the inspectors wait for the client's first bytes. Server-first protocols (SSH, SMTP, MySQL) send
+# nothing, so after this delay the connection continues as raw TCP.
+LISTENER_FILTERS_TIMEOUT_MS = 1000
+
+
+Entry = tuple[chain_matcher.Predicate | None, str]
+
+
+def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener:
+    chains: dict[str, FilterChain] = {}
+    entries: list[Entry] = []
+    domain_decisions: list[Decision] = []  # those an HTTP Host header can match, in order
+    for position, decision in enumerate(ordered_decisions(policy), start=1):
+        rule = decision.rule
+        ports = [chain_matcher.destination_port_in(rule.ports)] if rule.ports else []
+        if rule.domains:
+            by_name = [chain_matcher.is_tls(), chain_matcher.server_name_in(rule.domains), *ports]
+            entries.append((chain_matcher.all_of(by_name), _action_chain(policy, decision.action, chains, True)))
+        if rule.cidrs or rule.matches_any_destination:
+            destination = [chain_matcher.destination_in(rule.cidrs, f"rule_{position}_")] if rule.cidrs else []
+            layer4 = destination + ports
+            if _needs_http_chain(decision, domain_decisions):
+                http_chain = names.rule_http_chain(position)
+                chains[http_chain] = _http_chain(policy, http_chain, domain_decisions, decision.action)
+                entries.append((chain_matcher.all_of([*layer4, chain_matcher.is_plain_http()]), http_chain))
+            entries.extend(_stream_entries(policy, layer4, decision.action, chains))
+            if not layer4:  # matches every destination: nothing after it can apply
+                return _listener(port, chains, entries)
+        if rule.domains and not decision.untouched:
+            domain_decisions.append(decision)
+    chains[names.HTTP_CHAIN] = _http_chain(policy, names.HTTP_CHAIN, domain_decisions, default_http_action(policy))
+    entries.append((chain_matcher.is_plain_http(), names.HTTP_CHAIN))
+    entries.extend(_stream_entries(policy, [chain_matcher.is_tls()], default_tls_action(policy), chains))
+    entries.extend(_stream_entries(policy, [], default_raw_tcp_action(policy), chains))
+    return _listener(port, chains, entries)
+
+
+def _stream_entries(
+    policy: EgressPolicy, conditions: list[chain_matcher.Predicate], action: Action, chains: dict[str, FilterChain]
+) -> list[Entry]:
+    """Entries for TLS / raw TCP streams matching `conditions` (none: everything). A tunnel is opened to the SNI
+    when the client sent one, else to the destination address."""
+    entries: list[Entry] = []
+    if action.kind is ActionKind.PROXY:
+        with_name = chain_matcher.all_of([*conditions, chain_matcher.has_server_name()])
+        entries.append((with_name, _action_chain(policy, action, chains, True)))
+    entries.append((chain_matcher.all_of(conditions), _action_chain(policy, action, chains, False)))
+    return entries
+
+
+def _needs_http_chain(decision: Decision, earlier_domain_decisions: list[Decision]) -> bool:
+    """Plain HTTP matched by address needs the HTTP chain when it goes through a proxy (absolute form) or when an
+    earlier domain rule, visible only in the Host header, might claim it first."""
+    if decision.untouched:
+        return False
+    return decision.action.kind is ActionKind.PROXY or bool(earlier_domain_decisions)
+
+
+def _action_chain(policy: EgressPolicy, action: Action, chains: dict[str, FilterChain], by_name: bool) -> str:
+    """The filter chain for TLS / raw TCP with this action, created on first use."""
+    if action.kind is ActionKind.PROXY:
+        assert action.proxy is not None
+        name = names.tunnel_chain(action.proxy, by_name=by_name)
+        if name not in chains:
+            target = TARGET_BY_NAME if by_name else TARGET_BY_ADDRESS
+            chains[name] = FilterChain(name=name, filters=[tunnel_filter(policy.proxies[action.proxy], target, name)])
+        return name
+    if action.kind is ActionKind.DENY:
+        chains.setdefault(names.DENY_CHAIN, _cluster_chain(names.DENY_CHAIN, names.DENY_CLUSTER))
+        return names.DENY_CHAIN
+    chains.setdefault(names.PASSTHROUGH_CHAIN, _cluster_chain(names.PASSTHROUGH_CHAIN, names.PASSTHROUGH_CLUSTER))
+    return names.PASSTHROUGH_CHAIN
+
+
+def _cluster_chain(name: str, cluster: str) -> FilterChain:
+    return FilterChain(name=name, filters=[cluster_filter(cluster, name)])
+
+
+def _http_chain(policy: EgressPolicy, name: str, domain_decisions: list[Decision], fallback: Action) -> FilterChain:
+    return FilterChain(name=name, filters=[connection_manager(policy, name, domain_decisions, fallback)])
+
+
+def _listener(port: int, chains: dict[str, FilterChain], entries: list[Entry]) -> Listener:
+    listener = Listener(
+        name=names.CAPTURE_LISTENER,
+        address=Address(socket_address=SocketAddress(address="0.0.0.0", port_value=port)),
+        traffic_direction=TrafficDirection.OUTBOUND,
+        listener_filters=[
+            _listener_filter("envoy.filters.listener.original_dst", OriginalDst()),
+            _listener_filter("envoy.filters.listener.tls_inspector", TlsInspector()),
+            _listener_filter("envoy.filters.listener.http_inspector", HttpInspector()),
+        ],
+        listener_filters_timeout=milliseconds(LISTENER_FILTERS_TIMEOUT_MS),
+        continue_on_listener_filters_timeout=True,
+        filter_chains=[chains[name] for name in sorted(chains)],
+        filter_chain_matcher=chain_matcher.first_match(entries),
+    )
+    listener.access_log.append(connection_log())  # connections no chain accepted
+    return listener
+
+
+def _listener_filter(name: str, config: Message) -> ListenerFilter:
+    return ListenerFilter(name=name, typed_config=typed(config))

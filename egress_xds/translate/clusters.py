@@ -1,0 +1,140 @@
+"""Clusters: one pair per proxy (CONNECT tunnels, absolute-form HTTP), the pass-through and the deny cluster."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3.circuit_breaker_pb2 import CircuitBreakers
+from envoy.config.cluster.v3.cluster_pb2 import Cluster
+from envoy.config.core.v3.address_pb2 import Address, SocketAddress
+from envoy.config.core.v3.base_pb2 import TransportSocket
+from envoy.config.core.v3.health_check_pb2 import HealthCheck as EnvoyHealthCheck
+from envoy.config.core.v3.protocol_pb2 import Http1ProtocolOptions
+from envoy.config.endpoint.v3.endpoint_components_pb2 import Endpoint, LbEndpoint, LocalityLbEndpoints
+from envoy.config.endpoint.v3.endpoint_pb2 import ClusterLoadAssignment
+from envoy.extensions.transport_sockets.tls.v3.common_pb2 import CertificateValidationContext, SubjectAltNameMatcher
+from envoy.extensions.transport_sockets.tls.v3.tls_pb2 import CommonTlsContext, UpstreamTlsContext
+from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpProtocolOptions
+from envoy.type.matcher.v3.string_pb2 import StringMatcher
+from google.protobuf.wrappers_pb2 import UInt32Value
+
+from egress_xds.policy.addresses import is_ip_literal
+from egress_xds.policy.model import Proxy, Scheme
+from egress_xds.translate import names
+from egress_xds.translate.protobuf import milliseconds, typed
+
+CONNECT_TIMEOUT_MS = 5000
+HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# Egress tunnels are long-lived; Envoy's default of 1,024 concurrent connections per cluster is far too low.
+CIRCUIT_BREAKER_LIMIT = 100_000
+
+
+def proxy_connect_cluster(proxy: Proxy) -> Cluster:
+    """HTTP/1.1 with no HTTP options: tcp_proxy speaks `CONNECT host:port` over it (never HTTP/2: squid says 400)."""
+    return _proxy_cluster(proxy, names.proxy_connect_cluster(proxy.name))
+
+
+def proxy_http_cluster(proxy: Proxy) -> Cluster:
+    """For plain HTTP: requests go out in absolute form (`GET http://host/path`), as a proxy expects."""
+    cluster = _proxy_cluster(proxy, names.proxy_http_cluster(proxy.name))
+    options = HttpProtocolOptions()
+    options.explicit_http_config.http_protocol_options.CopyFrom(Http1ProtocolOptions(send_fully_qualified_url=True))
+    cluster.typed_extension_protocol_options[HTTP_PROTOCOL_OPTIONS_KEY].CopyFrom(typed(options))
+    return cluster
+
+
+def passthrough_cluster() -> Cluster:
+    """Direct traffic: connect to wherever the application was connecting (the original destination)."""
+    cluster = Cluster(
+        name=names.PASSTHROUGH_CLUSTER,
+        type=Cluster.ORIGINAL_DST,
+        lb_policy=Cluster.CLUSTER_PROVIDED,
+        connect_timeout=milliseconds(CONNECT_TIMEOUT_MS),
+    )
+    cluster.circuit_breakers.CopyFrom(_generous_circuit_breakers())
+    return cluster
+
+
+def deny_cluster() -> Cluster:
+    """A cluster with no endpoints: a connection routed here is closed at once (flag UH in the access log)."""
+    return Cluster(
+        name=names.DENY_CLUSTER,
+        type=Cluster.STATIC,
+        connect_timeout=milliseconds(CONNECT_TIMEOUT_MS),
+        load_assignment=ClusterLoadAssignment(cluster_name=names.DENY_CLUSTER),
+    )
+
+
+def direct_target_cluster(name: str, host: str, port: int) -> Cluster:
+    """Standalone: an explicit listener whose target is reached without a proxy."""
+    cluster = Cluster(
+        name=name,
+        type=Cluster.STATIC if is_ip_literal(host) else Cluster.STRICT_DNS,
+        connect_timeout=milliseconds(CONNECT_TIMEOUT_MS),
+        dns_lookup_family=Cluster.V4_PREFERRED,
+    )
+    cluster.load_assignment.CopyFrom(_load_assignment(name, [(host, port, 0)]))
+    return cluster
+
+
+def _proxy_cluster(proxy: Proxy, name: str) -> Cluster:
+    all_ip = all(endpoint.is_ip for endpoint in proxy.endpoints)
+    cluster = Cluster(
+        name=name,
+        type=Cluster.STATIC if all_ip else Cluster.STRICT_DNS,
+        connect_timeout=milliseconds(CONNECT_TIMEOUT_MS),
+        dns_lookup_family=Cluster.V4_PREFERRED,
+    )
+    endpoints = [(endpoint.host, endpoint.port, endpoint.priority) for endpoint in proxy.endpoints]
+    cluster.load_assignment.CopyFrom(_load_assignment(name, endpoints))
+    cluster.circuit_breakers.CopyFrom(_generous_circuit_breakers())
+    if proxy.health_check is not None:
+        check = proxy.health_check
+        cluster.health_checks.append(
+            EnvoyHealthCheck(
+                timeout=milliseconds(check.timeout_ms),
+                interval=milliseconds(check.interval_ms),
+                unhealthy_threshold=UInt32Value(value=check.unhealthy_threshold),
+                healthy_threshold=UInt32Value(value=check.healthy_threshold),
+                tcp_health_check=EnvoyHealthCheck.TcpHealthCheck(),
+            )
+        )
+    if proxy.scheme is Scheme.HTTPS:
+        cluster.transport_socket.CopyFrom(_tls_to_proxy(proxy))
+    return cluster
+
+
+def _tls_to_proxy(proxy: Proxy) -> TransportSocket:
+    """TLS to an https:// proxy: verify it against caFile (or the system roots) and its name."""
+    validation = CertificateValidationContext()
+    if proxy.ca_file:
+        validation.trusted_ca.filename = proxy.ca_file
+    else:
+        validation.system_root_certs.SetInParent()
+    expected_name = proxy.sni or proxy.endpoints[0].host
+    san_type = SubjectAltNameMatcher.IP_ADDRESS if is_ip_literal(expected_name) else SubjectAltNameMatcher.DNS
+    validation.match_typed_subject_alt_names.append(
+        SubjectAltNameMatcher(san_type=san_type, matcher=StringMatcher(exact=expected_name))
+    )
+    context = UpstreamTlsContext(common_tls_context=CommonTlsContext(validation_context=validation))
+    if proxy.sni:
+        context.sni = proxy.sni
+    return TransportSocket(name="envoy.transport_sockets.tls", typed_config=typed(context))
+
+
+def _load_assignment(name: str, endpoints: list[tuple[str, int, int]]) -> ClusterLoadAssignment:
+    assignment = ClusterLoadAssignment(cluster_name=name)
+    for priority in sorted({priority for _, _, priority in endpoints}):
+        locality = LocalityLbEndpoints(priority=priority)
+        for host, port, endpoint_priority in endpoints:
+            if endpoint_priority == priority:
+                address = Address(socket_address=SocketAddress(address=host, port_value=port))
+                locality.lb_endpoints.append(LbEndpoint(endpoint=Endpoint(address=address)))
+        assignment.endpoints.append(locality)
+    return assignment
+
+
+def _generous_circuit_breakers() -> CircuitBreakers:
+    limit = UInt32Value(value=CIRCUIT_BREAKER_LIMIT)
+    thresholds = CircuitBreakers.Thresholds(
+        max_connections=limit, max_pending_requests=limit, max_requests=limit, max_retries=UInt32Value(value=3)
+    )
+    return CircuitBreakers(thresholds=[thresholds])
