@@ -30,7 +30,6 @@ def ads_bootstrap(
 ) -> dict[str, Any]:
     """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC."""
     xds_host, xds_port = parse_host_port(xds_address)
-    config_source = {"ads": {}, "resource_api_version": "V3"}
     return {
         "node": _node(node_id, node_metadata),
         "dynamic_resources": {
@@ -40,8 +39,8 @@ def ads_bootstrap(
                 "set_node_on_first_message_only": True,
                 "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
             },
-            "lds_config": config_source,
-            "cds_config": config_source,
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
         },
         "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
         "admin": _admin(admin_address),
