@@ -61,9 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--format", choices=("yaml", "json"), default="yaml")
     render.add_argument("--static", action="store_true", help="print a complete Envoy bootstrap (static resources)")
     render.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, help="with --static: Envoy's admin address")
-    render.add_argument(
-        "--show-secrets", action="store_true", help="include proxy credentials (redacted by default)"
-    )
+    render.add_argument("--show-secrets", action="store_true", help="include proxy credentials (redacted by default)")
     render.set_defaults(handler=_render)
 
     bootstrap = commands.add_parser("bootstrap", help="print an Envoy bootstrap that uses an egress-xds server")

@@ -243,9 +243,7 @@ def _parse_cidr(text: str) -> IPNetwork:
         raise _EntryError(f"prefix length {prefix_text!r} is not a number (expected e.g. 10.0.0.0/8)")
     prefix = int(prefix_text)
     if prefix > address.max_prefixlen:
-        raise _EntryError(
-            f"prefix length {prefix} out of range 0-{address.max_prefixlen} for IPv{address.version}"
-        )
+        raise _EntryError(f"prefix length {prefix} out of range 0-{address.max_prefixlen} for IPv{address.version}")
     # Host bits are masked off, as Go's net.ParseCIDR does: 10.1.2.3/8 means 10.0.0.0/8.
     return ipaddress.ip_network((address, prefix), strict=False)
 
@@ -315,8 +313,7 @@ def _parse_domain(text: str) -> DomainPattern:
     bad = _BAD_CHAR_RE.search(text)
     if bad is not None:
         raise _EntryError(
-            f"character {bad.group()!r} is not allowed in a host name "
-            "(allowed: letters, digits, '-', '_', '.')"
+            f"character {bad.group()!r} is not allowed in a host name (allowed: letters, digits, '-', '_', '.')"
         )
     if any(len(label) > 63 for label in labels):
         raise _EntryError("a label is longer than 63 characters")

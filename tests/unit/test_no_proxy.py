@@ -156,9 +156,7 @@ def _ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | Non
     return None if text is None else ipaddress.ip_address(text)
 
 
-@pytest.mark.parametrize(
-    ("value", "host", "ip", "port", "expected"), MATCH_VECTORS, ids=map(_vector_id, MATCH_VECTORS)
-)
+@pytest.mark.parametrize(("value", "host", "ip", "port", "expected"), MATCH_VECTORS, ids=map(_vector_id, MATCH_VECTORS))
 def test_match_vector(
     value: str | Sequence[str], host: str | None, ip: str | None, port: int | None, expected: str | None
 ) -> None:
@@ -270,9 +268,7 @@ def test_domain_entry_fields(raw: str, domain: DomainPattern) -> None:
     no_proxy, errors = parse_no_proxy(raw)
     assert errors == []
     assert no_proxy.entries == (
-        NoProxyEntry(
-            raw=raw, index=0, domain=domain, network=None, port=443 if raw.endswith(":443") else None
-        ),
+        NoProxyEntry(raw=raw, index=0, domain=domain, network=None, port=443 if raw.endswith(":443") else None),
     )
 
 

@@ -140,7 +140,9 @@ def test_several_failover_endpoints_get_a_health_check_by_default(tmp_path: Path
 
 def test_credentials_file_with_a_complete_header_value(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("Bearer abc.def\n")
-    path = write(tmp_path, "proxies:\n  corp: {url: 'http://10.0.0.1:3128', credentialsFile: token}\nhttpsProxy: corp\n")
+    path = write(
+        tmp_path, "proxies:\n  corp: {url: 'http://10.0.0.1:3128', credentialsFile: token}\nhttpsProxy: corp\n"
+    )
     (policy,) = load_policy_file(path).policies
     credentials = policy.proxies["corp"].credentials
     assert credentials is not None and credentials.header_value == "Bearer abc.def"
@@ -208,12 +210,15 @@ BAD_INPUTS = [
     pytest.param("httpsProxy: http://p:3128\nnoProxy: 'a.test,10.0.0.0/99'\n", 2, "noProxy: entry 1", id="bad-noproxy"),
     pytest.param("httpsProxy: http://p:3128\nhttpsProxy: http://q:3128\n", 2, "duplicate key", id="duplicate-key"),
     pytest.param(
-        "proxies:\n  corp: http://a:1\npolicies:\n  - name: x\n    httpsProxy: corp\n  - name: x\n    httpsProxy: corp\n",
+        "proxies:\n  corp: http://a:1\npolicies:\n  - name: x\n    httpsProxy: corp\n"
+        "  - name: x\n    httpsProxy: corp\n",
         6,
         "policies[1].name: duplicate policy name 'x'",
         id="duplicate-policy",
     ),
-    pytest.param("httpsProxy: http://p:3128\nrawTcp: maybe\n", 2, "rawTcp: expected one of tunnel, direct, deny", id="raw"),
+    pytest.param(
+        "httpsProxy: http://p:3128\nrawTcp: maybe\n", 2, "rawTcp: expected one of tunnel, direct, deny", id="raw"
+    ),
     pytest.param("proxies:\n  Corp_1: http://p:1\n", 2, "proxy name 'Corp_1' must be lower case", id="proxy-name"),
     pytest.param("httpsProxy: [http://p:3128\n", 2, "not valid YAML/JSON", id="yaml-syntax"),
     pytest.param(

@@ -119,7 +119,7 @@ def test_decisions_are_ordered_first_match_wins(policy: EgressPolicy) -> None:
 
 
 def test_tunnels_carry_the_sni_or_the_address_and_the_credentials(policy: EgressPolicy) -> None:
-    listener, clusters = sidecar(policy)
+    listener, _ = sidecar(policy)
     by_name = chain(listener, "tunnel-corp")
     assert by_name["cluster"] == "egress-proxy-corp-connect"
     tunnel = by_name["tunneling_config"]
