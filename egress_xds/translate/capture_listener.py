@@ -22,7 +22,6 @@ from google.protobuf.message import Message
 
 from egress_xds.policy.model import Action, ActionKind, EgressPolicy
 from egress_xds.translate import chain_matcher, names
-from egress_xds.translate.access_log import connection_log
 from egress_xds.translate.decisions import (
     Decision,
     default_http_action,
@@ -118,7 +117,7 @@ def _http_chain(policy: EgressPolicy, name: str, domain_decisions: list[Decision
 
 
 def _listener(port: int, chains: dict[str, FilterChain], entries: list[Entry]) -> Listener:
-    listener = Listener(
+    return Listener(
         name=names.CAPTURE_LISTENER,
         address=Address(socket_address=SocketAddress(address="0.0.0.0", port_value=port)),
         traffic_direction=TrafficDirection.OUTBOUND,
@@ -132,8 +131,6 @@ def _listener(port: int, chains: dict[str, FilterChain], entries: list[Entry]) -
         filter_chains=[chains[name] for name in sorted(chains)],
         filter_chain_matcher=chain_matcher.first_match(entries),
     )
-    listener.access_log.append(connection_log())  # connections no chain accepted
-    return listener
 
 
 def _listener_filter(name: str, config: Message) -> ListenerFilter:

@@ -1,0 +1,160 @@
+"""A sidecar Envoy on `egress-xds render --static` output, with transparent capture in the pod namespace.
+
+The application (curl) sets no proxy variable. Every assertion is on what a real peer saw: the body the upstream
+returned (it names the peer address it saw: 10.250.3.1 = through the proxy, 10.250.2.1 = direct), the proxy's
+own access log, and Envoy's access log. Run against squid and against tinyproxy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.support.egress import render_static, write_policy
+from tests.support.envoy import EnvoyProcess, start_envoy
+from tests.support.netns import PROXY_IP, UPSTREAM_IP, UPSTREAM_IP_2, Lab
+from tests.support.proxies import ForwardProxy, start_squid, start_tinyproxy
+from tests.support.upstreams import BANNER_LINE, PEER_DIRECT, PEER_VIA_PROXY, Upstreams
+
+pytestmark = [pytest.mark.integration, pytest.mark.netns]
+
+ENVOY_UID = 1337
+PROXY_PORTS = {"squid": 3128, "tinyproxy": 8888}
+POLICY = """
+httpProxy: http://{proxy}
+httpsProxy: http://{proxy}
+noProxy: "direct.example.test,{direct_ip}"
+rules:
+  - name: no www
+    domains: [www.example.test]
+    action: deny
+"""
+BANNER_CLIENT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], 2222), timeout=10) as s:
+    f = s.makefile("rwb")
+    print(f.readline().decode().strip())
+    f.write(b"ping\\n")
+    f.flush()
+    print(f.readline().decode().strip())
+"""
+
+
+@dataclass
+class Sidecar:
+    lab: Lab
+    proxy: ForwardProxy
+    envoy: EnvoyProcess
+    upstreams: Upstreams
+
+    def curl(self, *args: str, timeout: float = 10) -> tuple[int, str, str]:
+        result = self.lab.curl("pod", ["--cacert", str(self.upstreams.ca_pem), *args], timeout=timeout)
+        return result.returncode, result.stdout, result.stderr
+
+    def context(self) -> str:
+        return "\n".join(part.describe() for part in (self.envoy, self.proxy, self.upstreams))
+
+    def proxy_logged(self, pattern: str) -> str:
+        try:
+            return self.proxy.wait_for_log(pattern, timeout=15)
+        except TimeoutError as error:
+            pytest.fail(f"{error}\n{self.context()}")
+
+    def connect_pattern(self, target: str) -> str:
+        if self.proxy.kind == "squid":
+            return rf"TCP_TUNNEL/200 .*CONNECT {target} "
+        return rf"CONNECT {target} HTTP/1\.1"
+
+
+@pytest.fixture(scope="module", params=["squid", "tinyproxy"])
+def sidecar(
+    request: pytest.FixtureRequest, lab: Lab, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sidecar]:
+    kind = request.param
+    port = PROXY_PORTS[kind]
+    proxy = start_squid(lab, port=port) if kind == "squid" else start_tinyproxy(lab, port=port)
+    policy = write_policy(
+        tmp_path_factory.mktemp(f"sidecar-{kind}"),
+        POLICY.format(proxy=f"{PROXY_IP}:{port}", direct_ip=UPSTREAM_IP_2),
+    )
+    with proxy, start_envoy(render_static(policy), netns=lab.pod, uid=ENVOY_UID) as envoy:
+        lab.capture("pod")
+        try:
+            yield Sidecar(lab, proxy, envoy, upstreams)
+        finally:
+            lab.uncapture("pod")
+
+
+def test_https_by_name_is_tunnelled_with_connect(sidecar: Sidecar) -> None:
+    code, body, error = sidecar.curl("https://api.example.test/tls")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    assert body.strip() == f"host=api.example.test peer={PEER_VIA_PROXY} path=/tls tls=yes"
+    sidecar.proxy_logged(sidecar.connect_pattern("api.example.test:443"))
+    line = sidecar.envoy.wait_for_access_log(r"chain=tunnel-[a-z-]+ .*sni=api\.example\.test")
+    assert "connect=api.example.test:443" in line
+
+
+def test_tls_without_sni_is_tunnelled_to_the_address(sidecar: Sidecar) -> None:
+    code, body, error = sidecar.curl(f"https://{UPSTREAM_IP}/no-sni")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    assert f"peer={PEER_VIA_PROXY} path=/no-sni" in body
+    sidecar.proxy_logged(sidecar.connect_pattern(f"{UPSTREAM_IP}:443"))
+
+
+def test_plain_http_goes_in_absolute_form_without_envoy_headers(sidecar: Sidecar) -> None:
+    code, body, error = sidecar.curl("http://api.example.test/plain?x=1")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    assert body.strip() == f"host=api.example.test peer={PEER_VIA_PROXY} path=/plain?x=1 tls=no"
+    if sidecar.proxy.kind == "squid":
+        sidecar.proxy_logged(r"TCP_MISS/200 .*GET http://api\.example\.test/plain\?")  # squid strips the query
+    else:
+        sidecar.proxy_logged(r"Request .*GET http://api\.example\.test/plain\?x=1 HTTP/1\.1")
+    code, headers_body, error = sidecar.curl("http://api.example.test/headers")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    names = {name.lower() for name in json.loads(headers_body)}
+    leaked = {name for name in names if name.startswith("x-envoy") or name in {"x-request-id", "x-forwarded-proto"}}
+    assert not leaked, f"Envoy's own headers reached the upstream: {sorted(names)}"
+
+
+def test_no_proxy_domain_goes_direct_for_tls_and_http(sidecar: Sidecar) -> None:
+    before = len(sidecar.proxy.access_log())
+    for url, tls in (("https://direct.example.test/d", "yes"), ("http://direct.example.test/d", "no")):
+        code, body, error = sidecar.curl(url)
+        assert code == 0, f"{url}: {error}\n{sidecar.context()}"
+        assert body.strip() == f"host=direct.example.test peer={PEER_DIRECT} path=/d tls={tls}"
+    assert not [line for line in sidecar.proxy.access_log()[before:] if "direct.example.test" in line]
+
+
+def test_no_proxy_address_goes_direct(sidecar: Sidecar) -> None:
+    code, body, error = sidecar.curl(f"https://{UPSTREAM_IP_2}/by-ip")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    assert f"peer={PEER_DIRECT} path=/by-ip" in body
+    sidecar.envoy.wait_for_access_log(rf"chain=passthrough .*dst={UPSTREAM_IP_2}:443")
+
+
+def test_app_that_uses_the_proxy_itself_still_works(sidecar: Sidecar) -> None:
+    code, body, error = sidecar.curl("-x", sidecar.proxy.url, "https://api.example.test/explicit")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    assert f"peer={PEER_VIA_PROXY} path=/explicit" in body
+    sidecar.envoy.wait_for_access_log(rf"chain=passthrough .*dst={PROXY_IP}:{sidecar.proxy.port}")
+    sidecar.proxy_logged(sidecar.connect_pattern("api.example.test:443"))
+
+
+def test_server_first_protocol_works_through_the_tunnel(sidecar: Sidecar) -> None:
+    result = sidecar.lab.run("pod", [sys.executable, "-c", BANNER_CLIENT, UPSTREAM_IP], timeout=20)
+    assert result.stdout.splitlines() == [BANNER_LINE, "ping"], f"{result}\n{sidecar.context()}"
+    sidecar.proxy_logged(sidecar.connect_pattern(f"{UPSTREAM_IP}:2222"))
+
+
+def test_deny_rule_closes_tls_and_refuses_http(sidecar: Sidecar) -> None:
+    code, _, _ = sidecar.curl("https://www.example.test/denied")
+    assert code != 0
+    sidecar.envoy.wait_for_access_log(r"chain=deny .*sni=www\.example\.test .*flags=UH")
+    code, body, _ = sidecar.curl("-w", "%{http_code}", "http://www.example.test/denied")
+    assert code == 0 and body.endswith("403") and "denied by policy" in body
+    assert "path=/denied" not in sidecar.upstreams.log()
+
