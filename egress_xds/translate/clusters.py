@@ -92,6 +92,9 @@ def _proxy_cluster(proxy: Proxy, name: str) -> Cluster:
             EnvoyHealthCheck(
                 timeout=milliseconds(check.timeout_ms),
                 interval=milliseconds(check.interval_ms),
+                # Envoy checks a cluster that carried no traffic yet only every 60 s by default, so a dead primary
+                # would stay "healthy" for a minute: keep the configured interval regardless of traffic.
+                no_traffic_interval=milliseconds(check.interval_ms),
                 unhealthy_threshold=UInt32Value(value=check.unhealthy_threshold),
                 healthy_threshold=UInt32Value(value=check.healthy_threshold),
                 tcp_health_check=EnvoyHealthCheck.TcpHealthCheck(),
