@@ -22,8 +22,10 @@ class ConfigIssue:
 
 
 class ConfigError(Exception):
-    """Raised with every issue found, never just the first one."""
+    """Raised with every issue found, never just the first one, in file order."""
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
-        self.issues: tuple[ConfigIssue, ...] = tuple(issues)
+        self.issues: tuple[ConfigIssue, ...] = tuple(
+            sorted(issues, key=lambda issue: (issue.source, issue.line or 0))
+        )
         super().__init__("\n".join(str(issue) for issue in self.issues))

@@ -1,0 +1,104 @@
+"""The CLI contract (check / render / bootstrap) and every Envoy file we ship, validated by the real Envoy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.egress import egress_xds, write_policy
+from tests.support.envoy import validate_config
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+GOOD = """
+httpsProxy: http://alice:hunter2@10.0.0.1:3128
+httpProxy: http://10.0.0.1:3128
+noProxy: .internal,10.0.0.0/8
+rules:
+  - {domains: ["*.github.com"], ports: [443], action: direct}
+standalone:
+  listeners:
+    - {name: api, listen: 127.0.0.1:10443, target: api.example.test:443}
+  forwardProxy: {listen: 127.0.0.1:3129}
+"""
+
+
+@pytest.fixture()
+def good_policy(tmp_path: Path) -> Path:
+    return write_policy(tmp_path, GOOD)
+
+
+def test_check_accepts_a_valid_file(good_policy: Path) -> None:
+    result = egress_xds("check", "--config", str(good_policy))
+    assert result.stdout.strip().endswith(f"{good_policy}: OK")
+    assert "hunter2" not in result.stdout
+
+
+def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
+    path = write_policy(tmp_path, "httpsProxy: http://x:99999\nrawTcp: maybe\nbogus: 1\n")
+    result = egress_xds("check", "--config", str(path), check=False)
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert [line.split(":")[2] for line in errors] == ["1", "2", "3"], errors
+    assert "Traceback" not in result.stderr
+
+
+def test_check_on_a_missing_file(tmp_path: Path) -> None:
+    result = egress_xds("check", "--config", str(tmp_path / "nope.yaml"), check=False)
+    assert result.returncode == 1 and "cannot read" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "standalone"])
+def test_render_static_is_a_valid_envoy_bootstrap(good_policy: Path, tmp_path: Path, mode: str) -> None:
+    args = ["render", "--config", str(good_policy), "--node-id", "n1", "--mode", mode, "--static"]
+    result = egress_xds(*args, "--show-secrets")
+    bootstrap = yaml.safe_load(result.stdout)
+    assert bootstrap["node"] == {"id": "n1", "cluster": "egress-xds", "metadata": {"mode": mode}}
+    validation = validate_config(bootstrap)
+    assert validation.returncode == 0, validation.stdout + validation.stderr
+
+
+def test_render_redacts_credentials_unless_asked(good_policy: Path) -> None:
+    redacted = egress_xds("render", "--config", str(good_policy), "--node-id", "n1", "--format", "json")
+    assert "hunter2" not in redacted.stdout and "YWxpY2U6aHVudGVyMg" not in redacted.stdout  # base64(alice:hunter2)
+    assert "<redacted>" in redacted.stdout
+    data = json.loads(redacted.stdout)
+    assert [listener["name"] for listener in data["listeners"]] == ["egress-capture"]
+    shown = egress_xds("render", "--config", str(good_policy), "--node-id", "n1", "--show-secrets")
+    assert "YWxpY2U6aHVudGVyMg==" in shown.stdout
+
+
+def test_render_for_a_node_no_policy_selects(tmp_path: Path) -> None:
+    path = write_policy(tmp_path, "httpsProxy: http://10.0.0.1:3128\nnodes: {id: 'team-a-*'}\n")
+    result = egress_xds("render", "--config", str(path), "--node-id", "team-b-1", check=False)
+    assert result.returncode == 1 and "no policy" in result.stderr
+
+
+@pytest.mark.parametrize("delta", [False, True])
+def test_bootstrap_points_envoy_at_the_ads_server(delta: bool) -> None:
+    args = ["bootstrap", "--node-id", "pod-1", "--xds-address", "127.0.0.1:18000", "--node-meta", "namespace=web"]
+    result = egress_xds(*args, *(["--delta"] if delta else []))
+    bootstrap = yaml.safe_load(result.stdout)
+    assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == ("DELTA_GRPC" if delta else "GRPC")
+    assert bootstrap["node"]["metadata"] == {"namespace": "web"}
+    validation = validate_config(bootstrap)
+    assert validation.returncode == 0, validation.stdout + validation.stderr
+
+
+def test_bootstrap_rejects_a_bad_address() -> None:
+    result = egress_xds("bootstrap", "--node-id", "x", "--xds-address", "no-port", check=False)
+    assert result.returncode == 2 and "port is required" in result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "envoy").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_envoy_files_validate_and_match_the_generator(path: Path) -> None:
+    validation = validate_config(path)
+    assert validation.returncode == 0, validation.stdout + validation.stderr
+    (regenerate,) = [line for line in path.read_text().splitlines() if line.startswith("# Regenerate: egress-xds ")]
+    words = regenerate.removeprefix("# Regenerate: egress-xds ").split()
+    shipped = yaml.safe_load(path.read_text())
+    assert yaml.safe_load(egress_xds(*words).stdout) == shipped
