@@ -25,4 +25,4 @@ def contains_redactions(data: Any) -> bool:
         return any(contains_redactions(item) for item in data)
     if isinstance(data, dict):
         return any(contains_redactions(value) for value in data.values())
-    return data == REDACTED
+    return bool(data == REDACTED)

@@ -25,7 +25,5 @@ class ConfigError(Exception):
     """Raised with every issue found, never just the first one, in file order."""
 
     def __init__(self, issues: Iterable[ConfigIssue]) -> None:
-        self.issues: tuple[ConfigIssue, ...] = tuple(
-            sorted(issues, key=lambda issue: (issue.source, issue.line or 0))
-        )
+        self.issues: tuple[ConfigIssue, ...] = tuple(sorted(issues, key=lambda issue: (issue.source, issue.line or 0)))
         super().__init__("\n".join(str(issue) for issue in self.issues))

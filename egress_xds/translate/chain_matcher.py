@@ -87,7 +87,7 @@ def is_plain_http() -> Predicate:
     protocol = _single(
         _input("application-protocol", inputs.ApplicationProtocolInput()), StringMatcher(prefix="'http/1.")
     )
-    return all_of([protocol, negate(is_tls())])
+    return _predicate(and_matcher=_Predicate.PredicateList(predicate=[protocol, negate(is_tls())]))
 
 
 def any_of(predicates: Sequence[Predicate]) -> Predicate:

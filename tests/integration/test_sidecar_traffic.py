@@ -157,4 +157,3 @@ def test_deny_rule_closes_tls_and_refuses_http(sidecar: Sidecar) -> None:
     code, body, _ = sidecar.curl("-w", "%{http_code}", "http://www.example.test/denied")
     assert code == 0 and body.endswith("403") and "denied by policy" in body
     assert "path=/denied" not in sidecar.upstreams.log()
-
