@@ -71,6 +71,41 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, metavar="HOST:PORT")
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
     bootstrap.set_defaults(handler=_bootstrap)
+
+    demo = commands.add_parser("demo", help="run the whole chain on loopback: proxy, server, Envoy, a site")
+    demo.set_defaults(handler=_demo)
+
+    capture = commands.add_parser("capture", help="redirect outbound TCP to the Envoy sidecar with iptables")
+    capture.add_argument("--port", type=int, default=15001, help="Envoy's capture port (default %(default)s)")
+    capture.add_argument(
+        "--envoy-uid", type=int, default=1337, help="Envoy's uid, never captured (default %(default)s)"
+    )
+    capture.add_argument(
+        "--exclude-cidr", action="append", default=[], metavar="CIDR", help="leave this destination alone (repeatable)"
+    )
+    capture.add_argument(
+        "--exclude-port", action="append", type=int, default=[], metavar="PORT", help="leave this port alone"
+    )
+    capture_mode = capture.add_mutually_exclusive_group()
+    capture_mode.add_argument("--dry-run", action="store_true", help="print the iptables commands, change nothing")
+    capture_mode.add_argument("--clean", action="store_true", help="remove exactly the rules capture added")
+    capture.set_defaults(handler=_capture)
+
+    serve = commands.add_parser("serve", help="run the ADS server (SotW and Delta) for Envoys")
+    source = serve.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="policy file (YAML or JSON), watched and reloaded on change")
+    source.add_argument(
+        "--from-env", action="store_true", help="build the policy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY"
+    )
+    serve.add_argument(
+        "--listen", default="0.0.0.0:18000", metavar="HOST:PORT", help="gRPC address (default %(default)s)"
+    )
+    serve.add_argument(
+        "--debounce-ms", type=int, default=200, help="coalesce file changes within this time (default %(default)s)"
+    )
+    serve.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(handler=_serve)
     return parser
 
 
@@ -147,6 +182,62 @@ def _bootstrap(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     _print(data, args.format)
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from egress_xds.demo import run_demo
+
+    return run_demo()
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from egress_xds import capture
+
+    try:
+        if args.clean:
+            capture.clean()
+            print(f"removed the {capture.CHAIN} chain and its jump from OUTPUT")
+            return EXIT_OK
+        settings = capture.CaptureSettings(
+            port=args.port,
+            envoy_uid=args.envoy_uid,
+            exclude_cidrs=tuple(args.exclude_cidr),
+            exclude_ports=tuple(args.exclude_port),
+        )
+        if args.dry_run:
+            print("\n".join(capture.dry_run(settings)))
+            return EXIT_OK
+        capture.apply(settings)
+    except capture.CaptureError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"outbound TCP now goes to port {args.port}, except uid {args.envoy_uid}, loopback and exclusions")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    import os
+    from pathlib import Path
+
+    from egress_xds.serve import ServeOptions, serve
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    options = ServeOptions(
+        config=Path(args.config) if args.config else None,
+        environ=dict(os.environ),
+        listen=args.listen,
+        debounce_ms=args.debounce_ms,
+        metrics_address=args.metrics_address,
+    )
+    try:
+        asyncio.run(serve(options))
+    except OSError as error:
+        raise UsageError(f"cannot serve on {args.listen}: {error}") from None
     return EXIT_OK
 
 

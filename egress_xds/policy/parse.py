@@ -110,6 +110,8 @@ class _Context:
 def parse_document(document: LocatedDocument, base_dir: Path | None = None) -> PolicySet:
     """The whole policy set of a document: one policy (top-level keys) or `policies: [...]`."""
     context = _Context(document, base_dir)
+    if document.value in (None, {}):  # e.g. a file caught half-written: never read as "everything direct"
+        raise ConfigError([ConfigIssue(document.source, None, "", "empty policy: expected httpProxy, httpsProxy, ...")])
     root = context.mapping(document.value, (), TOP_LEVEL_KEYS)
     policies: list[EgressPolicy] = []
     if root is not None:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 
 from envoy.config.core.v3.base_pb2 import DataSource
+from envoy.config.core.v3.protocol_pb2 import Http1ProtocolOptions
 from envoy.config.listener.v3.listener_components_pb2 import Filter
 from envoy.config.route.v3.route_components_pb2 import (
     DirectResponseAction,
@@ -82,6 +83,9 @@ def connection_manager(
         ],
         access_log=[request_log()],
         upgrade_configs=[HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
+        # HTTP/1.0 clients exist (Python 3.11's http.client sends `CONNECT host:port HTTP/1.0`); Envoy would
+        # answer them 426 by default.
+        http_protocol_options=Http1ProtocolOptions(accept_http_10=True),
     )
     if forward_connect:
         manager.upgrade_configs.append(HttpConnectionManager.UpgradeConfig(upgrade_type="CONNECT"))

@@ -23,6 +23,7 @@ from tests.support.upstreams import BANNER_LINE, PEER_DIRECT, PEER_VIA_PROXY, Up
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
 
 ENVOY_UID = 1337
+CAPTURE = [sys.executable, "-m", "egress_xds.cli", "capture"]
 PROXY_PORTS = {"squid": 3128, "tinyproxy": 8888}
 POLICY = """
 httpProxy: http://{proxy}
@@ -82,11 +83,11 @@ def sidecar(
         POLICY.format(proxy=f"{PROXY_IP}:{port}", direct_ip=UPSTREAM_IP_2),
     )
     with proxy, start_envoy(render_static(policy), netns=lab.pod, uid=ENVOY_UID) as envoy:
-        lab.capture("pod")
+        lab.run("pod", CAPTURE, check=True)  # what the sidecar's init container runs
         try:
             yield Sidecar(lab, proxy, envoy, upstreams)
         finally:
-            lab.uncapture("pod")
+            lab.run("pod", [*CAPTURE, "--clean"], check=True)
 
 
 def test_https_by_name_is_tunnelled_with_connect(sidecar: Sidecar) -> None:

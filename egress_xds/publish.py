@@ -1,0 +1,69 @@
+"""From a policy set to snapshots in the cache: the one place where sources meet the xDS server.
+
+Each (policy, node mode) pair is one group with one snapshot, shared by every node it selects. On a new policy set
+only the groups whose resources changed get a new snapshot (the cache compares content hashes), so only their
+streams are woken; groups that disappeared are removed, and streams whose selector result changed move.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from egress_xds.policy.model import PolicySet
+from egress_xds.policy.node import Node, NodeMode, select_policy
+from egress_xds.translate import translate
+from egress_xds.xds.cache import SnapshotCache
+from egress_xds.xds.snapshot import Snapshot
+
+_log = logging.getLogger("egress_xds.publish")
+
+GroupKey = tuple[str, str]  # (policy name, node mode)
+
+
+@dataclass(frozen=True)
+class PublishReport:
+    """What a publish did: groups whose snapshot changed, groups removed, streams moved, time spent."""
+
+    changed: tuple[GroupKey, ...]
+    removed: tuple[GroupKey, ...]
+    moved_streams: int
+    build_seconds: float
+
+
+def group_key(policies: PolicySet, node: Node) -> GroupKey | None:
+    policy = select_policy(policies, node)
+    return (policy.name, node.mode.value) if policy is not None else None
+
+
+class PolicyPublisher:
+    """Keeps the cache in step with the current policy set."""
+
+    def __init__(self, cache: SnapshotCache) -> None:
+        self.cache = cache
+        self.policies = PolicySet(())
+
+    def publish(self, policies: PolicySet) -> PublishReport:
+        started = time.perf_counter()
+        snapshots: dict[GroupKey, Snapshot] = {}
+        for policy in policies.policies:
+            for mode in NodeMode:
+                resources = translate(policy, mode)
+                snapshots[(policy.name, mode.value)] = Snapshot(resources.by_type_url())
+        build_seconds = time.perf_counter() - started
+        changed = tuple(key for key, snapshot in snapshots.items() if self.cache.set_snapshot(key, snapshot))
+        removed: list[GroupKey] = []
+        existing = self.cache.keys()
+        for key in existing:
+            if key not in snapshots and _is_group_key(key):
+                self.cache.remove(key)
+                removed.append(key)  # type: ignore[arg-type]
+        self.policies = policies
+        moved = self.cache.set_grouping(lambda node: group_key(policies, node))
+        return PublishReport(changed, tuple(removed), moved, build_seconds)
+
+
+def _is_group_key(key: Hashable) -> bool:
+    return isinstance(key, tuple) and len(key) == 2

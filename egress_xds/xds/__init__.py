@@ -1,0 +1,39 @@
+"""The xDS control plane proper: a serialize-once snapshot cache and ADS (SotW + Delta) over grpc.aio.
+
+Producers build a `Snapshot` per group of nodes and install it in a `SnapshotCache`; `start_server` serves it to
+Envoys; the `StreamRegistry` says what each connected stream was sent, ACKed and NACKed.
+"""
+
+from egress_xds.xds.cache import SnapshotCache, Watch
+from egress_xds.xds.registry import Protocol, StreamRecord, StreamRegistry, TypeStatus
+from egress_xds.xds.server import (
+    SERVER_OPTIONS,
+    AggregatedDiscoveryService,
+    bound_port,
+    create_server,
+    install_signal_handlers,
+    registry_of,
+    start_server,
+    stop_server,
+)
+from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
+
+__all__ = [
+    "SERVER_OPTIONS",
+    "AggregatedDiscoveryService",
+    "PreparedResource",
+    "Protocol",
+    "ResourceSet",
+    "Snapshot",
+    "SnapshotCache",
+    "StreamRecord",
+    "StreamRegistry",
+    "TypeStatus",
+    "Watch",
+    "bound_port",
+    "create_server",
+    "install_signal_handlers",
+    "registry_of",
+    "start_server",
+    "stop_server",
+]

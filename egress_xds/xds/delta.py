@@ -1,0 +1,139 @@
+"""Incremental (Delta) ADS: responses carry only changed resources and the names of removed ones.
+
+Rules kept here (DESIGN.md section 5):
+- Per resource, the client's version is tracked (`TypeState.known`): from `initial_resource_versions` on the
+  first request of a type (a reconnecting Envoy that is up to date is sent nothing), then from what we send.
+- A NACK records the error; the versions it rejected stay "known", so they are never sent again. A resource
+  goes out again only when its version changes.
+- A request with a stale nonce is not an ACK/NACK of the latest response, but its subscribe / unsubscribe lists
+  are honoured.
+- Every explicit subscribe is answered, even for a resource the client already holds (except names the first
+  request declared in `initial_resource_versions`). A subscribed name that does not exist is reported once in
+  `removed_resources`, and sent when it appears.
+- Unsubscribing from `*` forgets the resources held only through it, so subscribing again re-sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
+
+from egress_xds.xds import control_plane, wire
+from egress_xds.xds.desired import desired_set
+from egress_xds.xds.registry import Protocol
+from egress_xds.xds.snapshot import PreparedResource, Snapshot
+from egress_xds.xds.state import TypeState, mark_sent, uses_of
+from egress_xds.xds.stream import AdsStream
+from egress_xds.xds.type_urls import WILDCARD
+
+# DeltaDiscoveryResponse field numbers
+_SYSTEM_VERSION_INFO = 1
+_TYPE_URL = 4
+_NONCE = 5
+_REMOVED_RESOURCES = 6
+
+
+class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
+    """One `DeltaAggregatedResources` call."""
+
+    protocol = Protocol.DELTA
+
+    def _handle(self, request: DeltaDiscoveryRequest) -> None:
+        self._start(request.node if request.HasField("node") else None)
+        state, first = self._state(request.type_url)
+        initial: Mapping[str, str] = {}
+        if first:
+            initial = dict(request.initial_resource_versions)
+            state.known.update(initial)
+            state.subscription.start_delta(type_url=request.type_url, subscribe=request.resource_names_subscribe)
+            # A fresh client waits for a first answer; a reconnecting one already holds its configuration.
+            state.must_answer = not initial
+        if request.response_nonce and request.response_nonce == state.nonce:
+            if request.HasField("error_detail"):
+                self._nacked(state, request.error_detail.message)
+            else:
+                self._acked(state)
+        if request.resource_names_unsubscribe:
+            _unsubscribe(state, request.resource_names_unsubscribe)
+        if request.resource_names_subscribe:
+            _subscribe(state, request.resource_names_subscribe, initial)
+
+    def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
+        desired = desired_set(snapshot, state, self._listeners())
+        if not state.must_answer and desired.version == state.synced_version:
+            return None
+        known = state.known
+        changed = sorted(
+            (resource for name, resource in desired.resources.items() if known.get(name) != resource.version),
+            key=lambda resource: resource.name,
+        )
+        removed = sorted(name for name in known if name not in desired.resources)
+        absent = sorted(
+            name
+            for name in state.subscription.names
+            if name not in desired.resources and name not in known and name not in state.reported_absent
+        )
+        if not (changed or removed or absent or state.must_answer):
+            state.synced_version = desired.version
+            return None
+        nonce = self._next_nonce()
+        _apply(state, changed, removed, absent)
+        self._sent(state, desired.version, nonce)
+        return b"".join(
+            (
+                wire.string_field(_SYSTEM_VERSION_INFO, desired.version),
+                *(resource.delta_field for resource in changed),
+                wire.string_field(_TYPE_URL, state.type_url),
+                *(wire.string_field(_REMOVED_RESOURCES, name) for name in removed),
+                *(wire.string_field(_REMOVED_RESOURCES, name) for name in absent),
+                wire.string_field(_NONCE, nonce),
+                control_plane.DELTA_FIELD,
+            )
+        )
+
+
+def _subscribe(state: TypeState, names: Iterable[str], initial: Mapping[str, str]) -> None:
+    for name in state.subscription.subscribe(names):
+        if name in initial:
+            continue  # declared held on (re)connect: sent only if its version differs
+        state.must_answer = True
+        if name != WILDCARD:
+            state.known.pop(name, None)
+            state.reported_absent.discard(name)
+
+
+def _unsubscribe(state: TypeState, unsubscribed: Iterable[str]) -> None:
+    names = list(unsubscribed)
+    subscription = state.subscription
+    subscription.unsubscribe(names)
+    dropped: set[str] = set()
+    for name in names:
+        if name == WILDCARD:
+            dropped.update(held for held in state.known if held not in subscription.names)
+        else:
+            # Still covered by a wildcard: the client dropped it anyway and expects it again.
+            dropped.add(name)
+            state.reported_absent.discard(name)
+    if dropped:
+        for name in dropped:
+            state.known.pop(name, None)
+        state.sent = {name: resource for name, resource in state.sent.items() if name not in dropped}
+        state.held = {name: resource for name, resource in state.held.items() if name not in dropped}
+        state.held_uses = uses_of(state.held.values())
+        state.synced_version = None
+
+
+def _apply(state: TypeState, changed: list[PreparedResource], removed: list[str], absent: list[str]) -> None:
+    """Record a response as sent: the client's versions, our view of what it holds, the names reported absent."""
+    sent = dict(state.sent)
+    for resource in changed:
+        state.known[resource.name] = resource.version
+        sent[resource.name] = resource
+    for name in removed:
+        del state.known[name]
+        sent.pop(name, None)
+        if name in state.subscription.names:
+            state.reported_absent.add(name)
+    state.reported_absent.update(absent)
+    mark_sent(state, sent, changed)

@@ -1,0 +1,49 @@
+"""Envoy's `Node` message as the policy layer sees it: an id and flat string metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from google.protobuf.struct_pb2 import Struct, Value
+
+from egress_xds.policy.node import Node
+
+
+def node_from_proto(node: object | None) -> Node:
+    """Convert `envoy.config.core.v3.Node`; nested metadata keys are joined with '.'.
+
+    Values become the strings a policy selector compares with (booleans `true`/`false`, integral numbers without
+    a fraction, lists comma-separated). A missing node (a client that sent none on its first request) is the
+    anonymous node with an empty id.
+    """
+    if node is None:
+        return Node(id="")
+    node_id = str(getattr(node, "id", ""))
+    metadata = getattr(node, "metadata", None)
+    flat = dict(_flatten(metadata, "")) if isinstance(metadata, Struct) else {}
+    return Node(id=node_id, metadata=flat)
+
+
+def _flatten(struct: Struct, prefix: str) -> Iterator[tuple[str, str]]:
+    for key in sorted(struct.fields):
+        value = struct.fields[key]
+        if value.WhichOneof("kind") == "struct_value":
+            yield from _flatten(value.struct_value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", _text(value)
+
+
+def _text(value: Value) -> str:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "number_value":
+        number = value.number_value
+        return str(int(number)) if number.is_integer() else repr(number)
+    if kind == "list_value":
+        return ",".join(_text(item) for item in value.list_value.values)
+    if kind == "struct_value":
+        return ",".join(f"{key}={text}" for key, text in _flatten(value.struct_value, ""))
+    return ""

@@ -1,0 +1,65 @@
+"""State-of-the-World ADS: every response carries the full set of its type the stream subscribes to.
+
+Rules kept here (DESIGN.md section 5):
+- A request whose `response_nonce` is not the latest sent for its type is ignored entirely: it answers a
+  response the client has not caught up with, so its names and its ACK/NACK are outdated.
+- ACK and NACK are read from the nonce and `error_detail`, never from version numbers. A NACK records the error
+  and changes nothing else: the desired version it rejected is never sent again on this stream; the next
+  response goes out when the desired set changes (new snapshot, regrouping, subscription change).
+- A first request (empty nonce, or a nonce from an earlier stream: nothing of its type was sent on this one) and
+  any newly subscribed name are always answered, even with an unchanged set.
+"""
+
+from __future__ import annotations
+
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+
+from egress_xds.xds import control_plane, wire
+from egress_xds.xds.desired import desired_set
+from egress_xds.xds.registry import Protocol
+from egress_xds.xds.snapshot import Snapshot
+from egress_xds.xds.state import TypeState, mark_sent
+from egress_xds.xds.stream import AdsStream
+
+# DiscoveryResponse field numbers
+_VERSION_INFO = 1
+_TYPE_URL = 4
+_NONCE = 5
+
+
+class SotwStream(AdsStream[DiscoveryRequest]):
+    """One `StreamAggregatedResources` call."""
+
+    protocol = Protocol.SOTW
+
+    def _handle(self, request: DiscoveryRequest) -> None:
+        self._start(request.node if request.HasField("node") else None)
+        state, first = self._state(request.type_url)
+        if request.response_nonce and state.nonce:
+            if request.response_nonce != state.nonce:
+                return
+            if request.HasField("error_detail"):
+                self._nacked(state, request.error_detail.message)
+            else:
+                self._acked(state)
+        else:
+            state.must_answer = True
+        if state.subscription.replace(request.resource_names, type_url=request.type_url, first=first):
+            state.must_answer = True
+
+    def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
+        desired = desired_set(snapshot, state, self._listeners())
+        if not state.must_answer and desired.version == state.synced_version:
+            return None
+        nonce = self._next_nonce()
+        mark_sent(state, desired.resources, desired.resources.values())
+        self._sent(state, desired.version, nonce)
+        return b"".join(
+            (
+                wire.string_field(_VERSION_INFO, desired.version),
+                desired.sotw_body,
+                wire.string_field(_TYPE_URL, state.type_url),
+                wire.string_field(_NONCE, nonce),
+                control_plane.SOTW_FIELD,
+            )
+        )

@@ -1,0 +1,65 @@
+"""Per stream, per type: what was asked, what was sent, what was acknowledged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from egress_xds.xds.registry import TypeStatus
+from egress_xds.xds.snapshot import PreparedResource
+from egress_xds.xds.subscription import Subscription
+
+
+@dataclass(eq=False, slots=True)
+class TypeState:
+    """The protocol state of one type on one stream.
+
+    `sent` is what the client holds once it applies our latest response: for SotW the resources of that
+    response, for Delta the accumulated view. It is replaced, never mutated.
+
+    `held` and `held_uses` are what the client *may* hold: everything sent since the latest ACKed response
+    (responses overtaken by newer ones, a NACKed one that Envoy applied in part: Envoy applies listeners and
+    clusters one by one). `held` keeps the latest version per name; `held_uses` the clusters used by any
+    version of a listener in it. Make-before-break relies on these; an ACK of the latest response resets them
+    to `sent`.
+
+    `synced_version` is the version of the desired set the stream was last brought to; the same desired version
+    is never sent twice, which is what keeps a NACKed config from being re-sent.
+    """
+
+    type_url: str
+    status: TypeStatus
+    subscription: Subscription = field(default_factory=Subscription)
+    requests: int = 0
+    nonce: str = ""
+    must_answer: bool = False
+    synced_version: str | None = None
+    sent: Mapping[str, PreparedResource] = field(default_factory=dict)
+    held: Mapping[str, PreparedResource] = field(default_factory=dict)
+    held_uses: frozenset[str] = frozenset()
+    # Delta only: the version of each resource the client holds, and explicitly subscribed names already
+    # reported as absent in `removed_resources`.
+    known: dict[str, str] = field(default_factory=dict)
+    reported_absent: set[str] = field(default_factory=set)
+
+
+def uses_of(resources: Iterable[PreparedResource]) -> frozenset[str]:
+    """Clusters used by any of the resources."""
+    uses: set[str] = set()
+    for resource in resources:
+        uses.update(resource.uses_clusters)
+    return frozenset(uses)
+
+
+def mark_sent(state: TypeState, sent: Mapping[str, PreparedResource], delivered: Iterable[PreparedResource]) -> None:
+    """Record the client's view after a response that delivered `delivered` (all of it, for SotW)."""
+    state.sent = sent
+    delivered = list(delivered)
+    state.held = {**state.held, **{resource.name: resource for resource in delivered}}
+    state.held_uses = state.held_uses | uses_of(delivered)
+
+
+def mark_acked(state: TypeState) -> None:
+    """The latest response was applied: the client holds exactly `sent`."""
+    state.held = state.sent
+    state.held_uses = uses_of(state.sent.values())

@@ -1,0 +1,196 @@
+"""The part of an ADS stream that SotW and Delta share: reading, waking, ordering, bookkeeping, logging.
+
+One coroutine owns all of a stream's state. A reader task only queues requests and sets the stream's event; the
+cache sets the same event when the stream's snapshot changes. Each time the event fires, the stream handles the
+queued requests, then walks its types in ADS order (clusters, endpoints, listeners, routes) and writes whatever
+each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import ClassVar, Generic, TypeVar
+
+from egress_xds.policy.node import Node
+from egress_xds.xds.cache import SnapshotCache, Watch
+from egress_xds.xds.node import node_from_proto
+from egress_xds.xds.registry import Protocol, StreamRecord, StreamRegistry
+from egress_xds.xds.snapshot import Snapshot
+from egress_xds.xds.state import TypeState, mark_acked
+from egress_xds.xds.type_urls import LISTENER_TYPE_URL, ads_sort_key
+
+RequestT = TypeVar("RequestT")
+
+log = logging.getLogger("egress_xds.xds")
+
+
+class AdsStream(ABC, Generic[RequestT]):
+    """One ADS stream. Subclasses implement `_handle` (one request) and `_respond` (one type, or nothing)."""
+
+    protocol: ClassVar[Protocol]
+
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        registry: StreamRegistry,
+        peer: str,
+        write: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        self._cache = cache
+        self._registry = registry
+        self._write = write
+        self._wake = asyncio.Event()
+        self._inbox: deque[RequestT] = deque()
+        self._states: dict[str, TypeState] = {}
+        self._ordered: list[TypeState] = []
+        self._watch: Watch | None = None
+        self._ended = False
+        self.closed_by_server = False
+        self._nonces = itertools.count(1)
+        self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
+
+    async def run(self, requests: AsyncIterator[RequestT]) -> None:
+        """Serve the stream until the client half-closes, the RPC is cancelled, or `close()` is called."""
+        reader = asyncio.create_task(self._read(requests))
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._inbox:
+                    self._handle(self._inbox.popleft())
+                if self._ended:
+                    break
+                if self._watch is not None:
+                    await self._push(self._watch)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._finish()
+
+    def close(self) -> None:
+        """End the stream from the server side (shutdown)."""
+        self.closed_by_server = True
+        self._ended = True
+        self._wake.set()
+
+    # -- for subclasses ----------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _handle(self, request: RequestT) -> None:
+        """Apply one request to the stream's state."""
+
+    @abstractmethod
+    def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
+        """The encoded response this type needs now, or None; updates `state` as if it was sent."""
+
+    def _start(self, node_message: object | None) -> None:
+        """On the first request only: the node (later requests need not carry it) and its watch."""
+        if self._watch is not None:
+            return
+        node = node_from_proto(node_message)
+        self._watch = self._cache.watch(node, self._wake.set)
+        self.record.node = node
+        self.record.group = self._watch.group
+        self._registry.add(self.record)
+        log.info(
+            "stream connected node=%s peer=%s protocol=%s group=%r",
+            node.id or "-",
+            self.record.peer,
+            self.protocol.value,
+            self._watch.group,
+        )
+
+    def _state(self, type_url: str) -> tuple[TypeState, bool]:
+        """The state of a type, and whether this request is the first of that type on the stream."""
+        state = self._states.get(type_url)
+        if state is not None:
+            state.requests += 1
+            return state, False
+        state = TypeState(type_url, self.record.type_status(type_url), requests=1)
+        self._states[type_url] = state
+        self._ordered = sorted(self._states.values(), key=lambda item: ads_sort_key(item.type_url))
+        return state, True
+
+    def _listeners(self) -> TypeState | None:
+        return self._states.get(LISTENER_TYPE_URL)
+
+    def _next_nonce(self) -> str:
+        return format(next(self._nonces), "x")
+
+    def _acked(self, state: TypeState) -> None:
+        mark_acked(state)
+        state.status.version_acked = state.status.version_sent
+        state.status.ack_time = time.time()
+
+    def _nacked(self, state: TypeState, message: str) -> None:
+        status = state.status
+        status.nack_message = message
+        status.nack_time = time.time()
+        status.nack_version = status.version_sent
+        log.warning(
+            "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
+            self.record.node.id or "-",
+            self.record.peer,
+            self.protocol.value,
+            state.type_url,
+            status.version_sent,
+            status.version_acked or "nothing",
+            " ".join(message.split()),
+        )
+
+    def _sent(self, state: TypeState, version: str, nonce: str) -> None:
+        state.nonce = nonce
+        state.synced_version = version
+        state.must_answer = False
+        status = state.status
+        status.nonce = nonce
+        status.version_sent = version
+        status.last_update_time = time.time()
+        status.resource_names = frozenset(state.subscription.names)
+        status.wildcard = state.subscription.wildcard
+
+    # -- internals ---------------------------------------------------------------------------------------------
+
+    async def _read(self, requests: AsyncIterator[RequestT]) -> None:
+        try:
+            async for request in requests:
+                self._inbox.append(request)
+                self._wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # the client vanished mid-message; the stream just ends
+            log.debug("stream %d read failed: %r", self.record.stream_id, error)
+        finally:
+            self._ended = True
+            self._wake.set()
+
+    async def _push(self, watch: Watch) -> None:
+        self.record.group = watch.group
+        snapshot = watch.snapshot()
+        if snapshot is None:
+            return
+        for state in self._ordered:
+            payload = self._respond(snapshot, state)
+            if payload is not None:
+                await self._write(payload)
+
+    def _finish(self) -> None:
+        if self._watch is None:
+            return
+        self._watch.close()
+        self._registry.remove(self.record.stream_id)
+        log.info(
+            "stream disconnected node=%s peer=%s protocol=%s after %.1fs",
+            self.record.node.id or "-",
+            self.record.peer,
+            self.protocol.value,
+            time.time() - self.record.connected_at,
+        )

@@ -1,0 +1,49 @@
+"""xDS type URLs the server knows, and the order ADS sends them in.
+
+Only listeners and clusters are produced today, but the ordering rule of the xDS protocol (clusters, then
+endpoints, then listeners, then routes) is written down once here for every type, so adding a type later cannot
+break make-before-break.
+"""
+
+from __future__ import annotations
+
+from egress_xds.translate.resources import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+
+ENDPOINT_TYPE_URL = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+ROUTE_TYPE_URL = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+
+# Clusters before endpoints before listeners before routes (xDS protocol, "eventual consistency considerations").
+# Types not listed here come after, in type URL order.
+ADS_ORDER: tuple[str, ...] = (
+    CLUSTER_TYPE_URL,
+    ENDPOINT_TYPE_URL,
+    LISTENER_TYPE_URL,
+    ROUTE_TYPE_URL,
+    SECRET_TYPE_URL,
+)
+
+# Types whose SotW responses always carry the full set, and for which an empty first request means wildcard.
+FULL_STATE_TYPES: frozenset[str] = frozenset({LISTENER_TYPE_URL, CLUSTER_TYPE_URL})
+
+WILDCARD = "*"
+
+_ORDER_INDEX = {type_url: index for index, type_url in enumerate(ADS_ORDER)}
+
+
+def ads_sort_key(type_url: str) -> tuple[int, str]:
+    """Sort key that puts type URLs in ADS sending order."""
+    return (_ORDER_INDEX.get(type_url, len(ADS_ORDER)), type_url)
+
+
+__all__ = [
+    "ADS_ORDER",
+    "CLUSTER_TYPE_URL",
+    "ENDPOINT_TYPE_URL",
+    "FULL_STATE_TYPES",
+    "LISTENER_TYPE_URL",
+    "ROUTE_TYPE_URL",
+    "SECRET_TYPE_URL",
+    "WILDCARD",
+    "ads_sort_key",
+]
