@@ -7,9 +7,6 @@ request fails. Then the server is restarted under a running Envoy, which keeps f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.support.egress import egress_xds, write_policy
+from tests.support.egress import ServeProcess, bootstrap, replace_file, write_policy
 from tests.support.envoy import EnvoyProcess, start_envoy
 from tests.support.netns import PROXY_IP, Lab
 from tests.support.processes import wait_until
@@ -35,34 +31,6 @@ POLICY = """
 httpsProxy: http://{proxy}
 httpProxy: http://{proxy}
 """
-
-
-@dataclass
-class ControlPlane:
-    """`egress-xds serve` running in the pod namespace (as a sidecar's control plane would be reachable)."""
-
-    lab: Lab
-    policy: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = self.lab.popen(
-            "pod",
-            [sys.executable, "-m", "egress_xds.cli", "serve", "--config", str(self.policy), "--listen", XDS_ADDRESS],
-            stdout=log,
-            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        )
-        self.lab.wait_listening("pod", 18000, timeout=20)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.lab.stop(self.proc)
-            self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @dataclass
@@ -101,13 +69,13 @@ class Setup:
     lab: Lab
     squid: ForwardProxy
     tinyproxy: ForwardProxy
-    server: ControlPlane
+    server: ServeProcess
     envoy: EnvoyProcess
     upstreams: Upstreams
 
     def context(self) -> str:
         logs = [part.describe() for part in (self.envoy, self.squid, self.tinyproxy, self.upstreams)]
-        return "\n".join([*logs, "--- egress-xds serve ---", self.server.log()[-4000:]])
+        return "\n".join([*logs, self.server.describe()])
 
     def curl(self, url: str) -> str:
         result = self.lab.curl("pod", ["--cacert", str(self.upstreams.ca_pem), url])
@@ -121,13 +89,12 @@ def setup(
 ) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp(f"ads-{request.param}")
     policy = write_policy(directory, POLICY.format(proxy=f"{PROXY_IP}:3128"))
-    server = ControlPlane(lab, policy, directory / "serve.log")
-    args = ["bootstrap", "--node-id", f"pod-{request.param}", "--xds-address", XDS_ADDRESS]
-    bootstrap = yaml.safe_load(egress_xds(*args, *(["--delta"] if request.param == "delta" else [])).stdout)
+    server = ServeProcess(lab, "pod", policy, directory / "serve.log", XDS_ADDRESS)
+    envoy_bootstrap = bootstrap(f"pod-{request.param}", XDS_ADDRESS, delta=request.param == "delta")
     with start_squid(lab, port=3128) as squid, start_tinyproxy(lab, port=8888) as tinyproxy:
         server.start()
         try:
-            with start_envoy(bootstrap, netns=lab.pod, uid=ENVOY_UID) as envoy:
+            with start_envoy(envoy_bootstrap, netns=lab.pod, uid=ENVOY_UID) as envoy:
                 lab.capture("pod")
                 try:
                     yield Setup(lab, squid, tinyproxy, server, envoy, upstreams)
@@ -135,14 +102,6 @@ def setup(
                     lab.uncapture("pod")
         finally:
             server.stop()
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Atomically, as editors and Kubernetes ConfigMap volumes do."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text.lstrip())
-    temporary.chmod(0o644)
-    os.replace(temporary, path)
 
 
 def dynamic_names(envoy: EnvoyProcess) -> tuple[set[str], set[str]]:

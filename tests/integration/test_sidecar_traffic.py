@@ -1,12 +1,15 @@
-"""A sidecar Envoy on `egress-xds render --static` output, with transparent capture in the pod namespace.
+"""A sidecar Envoy with transparent capture (`egress-xds capture`) in the pod namespace, end to end.
 
 The application (curl) sets no proxy variable. Every assertion is on what a real peer saw: the body the upstream
 returned (it names the peer address it saw: 10.250.3.1 = through the proxy, 10.250.2.1 = direct), the proxy's
-own access log, and Envoy's access log. Run against squid and against tinyproxy.
+own access log, and Envoy's access log. The suite runs against squid and against tinyproxy (both requiring
+credentials), with the configuration delivered three ways: `render --static`, and `bootstrap` + `serve` over
+State-of-the-World and over Delta xDS.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.support.egress import render_static, write_policy
+from tests.support.egress import ServeProcess, bootstrap, render_static, write_policy
 from tests.support.envoy import EnvoyProcess, start_envoy
 from tests.support.netns import PROXY_IP, UPSTREAM_IP, UPSTREAM_IP_2, Lab
 from tests.support.proxies import ForwardProxy, start_squid, start_tinyproxy
@@ -25,9 +28,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.netns]
 ENVOY_UID = 1337
 CAPTURE = [sys.executable, "-m", "egress_xds.cli", "capture"]
 PROXY_PORTS = {"squid": 3128, "tinyproxy": 8888}
+USER, PASSWORD = "pod-user", "Pr0xy-Secret"
+XDS_ADDRESS = "127.0.0.1:18000"
 POLICY = """
-httpProxy: http://{proxy}
-httpsProxy: http://{proxy}
+httpProxy: http://{credentials}@{proxy}
+httpsProxy: http://{credentials}@{proxy}
 noProxy: "direct.example.test,{direct_ip}"
 rules:
   - name: no www
@@ -51,13 +56,15 @@ class Sidecar:
     proxy: ForwardProxy
     envoy: EnvoyProcess
     upstreams: Upstreams
+    server: ServeProcess | None
 
     def curl(self, *args: str, timeout: float = 10) -> tuple[int, str, str]:
         result = self.lab.curl("pod", ["--cacert", str(self.upstreams.ca_pem), *args], timeout=timeout)
         return result.returncode, result.stdout, result.stderr
 
     def context(self) -> str:
-        return "\n".join(part.describe() for part in (self.envoy, self.proxy, self.upstreams))
+        parts = [part.describe() for part in (self.envoy, self.proxy, self.upstreams)]
+        return "\n".join([*parts, self.server.describe() if self.server else ""])
 
     def proxy_logged(self, pattern: str) -> str:
         try:
@@ -71,23 +78,39 @@ class Sidecar:
         return rf"CONNECT {target} HTTP/1\.1"
 
 
-@pytest.fixture(scope="module", params=["squid", "tinyproxy"])
+@pytest.fixture(
+    scope="module",
+    params=[(kind, delivery) for kind in ("squid", "tinyproxy") for delivery in ("static", "sotw", "delta")],
+    ids=lambda param: "-".join(param),
+)
 def sidecar(
     request: pytest.FixtureRequest, lab: Lab, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Sidecar]:
-    kind = request.param
+    kind, delivery = request.param
     port = PROXY_PORTS[kind]
-    proxy = start_squid(lab, port=port) if kind == "squid" else start_tinyproxy(lab, port=port)
+    auth = (USER, PASSWORD)
+    proxy = start_squid(lab, port=port, auth=auth) if kind == "squid" else start_tinyproxy(lab, port=port, auth=auth)
+    directory = tmp_path_factory.mktemp(f"sidecar-{kind}-{delivery}")
     policy = write_policy(
-        tmp_path_factory.mktemp(f"sidecar-{kind}"),
-        POLICY.format(proxy=f"{PROXY_IP}:{port}", direct_ip=UPSTREAM_IP_2),
+        directory,
+        POLICY.format(credentials=f"{USER}:{PASSWORD}", proxy=f"{PROXY_IP}:{port}", direct_ip=UPSTREAM_IP_2),
     )
-    with proxy, start_envoy(render_static(policy), netns=lab.pod, uid=ENVOY_UID) as envoy:
-        lab.run("pod", CAPTURE, check=True)  # what the sidecar's init container runs
-        try:
-            yield Sidecar(lab, proxy, envoy, upstreams)
-        finally:
-            lab.run("pod", [*CAPTURE, "--clean"], check=True)
+    server = None
+    if delivery == "static":
+        config = render_static(policy)
+    else:
+        server = ServeProcess(lab, "pod", policy, directory / "serve.log", XDS_ADDRESS).start()
+        config = bootstrap(f"pod-{kind}-{delivery}", XDS_ADDRESS, delta=delivery == "delta")
+    try:
+        with proxy, start_envoy(config, netns=lab.pod, uid=ENVOY_UID) as envoy:
+            lab.run("pod", CAPTURE, check=True)  # what the sidecar's init container runs
+            try:
+                yield Sidecar(lab, proxy, envoy, upstreams, server)
+            finally:
+                lab.run("pod", [*CAPTURE, "--clean"], check=True)
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def test_https_by_name_is_tunnelled_with_connect(sidecar: Sidecar) -> None:
@@ -138,7 +161,7 @@ def test_no_proxy_address_goes_direct(sidecar: Sidecar) -> None:
 
 
 def test_app_that_uses_the_proxy_itself_still_works(sidecar: Sidecar) -> None:
-    code, body, error = sidecar.curl("-x", sidecar.proxy.url, "https://api.example.test/explicit")
+    code, body, error = sidecar.curl("-x", sidecar.proxy.url_with_auth(), "https://api.example.test/explicit")
     assert code == 0, f"{error}\n{sidecar.context()}"
     assert f"peer={PEER_VIA_PROXY} path=/explicit" in body
     sidecar.envoy.wait_for_access_log(rf"chain=passthrough .*dst={PROXY_IP}:{sidecar.proxy.port}")
@@ -158,3 +181,16 @@ def test_deny_rule_closes_tls_and_refuses_http(sidecar: Sidecar) -> None:
     code, body, _ = sidecar.curl("-w", "%{http_code}", "http://www.example.test/denied")
     assert code == 0 and body.endswith("403") and "denied by policy" in body
     assert "path=/denied" not in sidecar.upstreams.log()
+
+
+def test_credentials_reach_the_proxy_but_never_the_app_or_the_logs(sidecar: Sidecar) -> None:
+    code, body, error = sidecar.curl("http://api.example.test/headers")
+    assert code == 0, f"{error}\n{sidecar.context()}"
+    assert "proxy-authorization" not in {name.lower() for name in json.loads(body)}
+    if sidecar.proxy.kind == "squid":  # squid logs the authenticated user of each tunnel
+        sidecar.proxy_logged(rf"TCP_TUNNEL/200 .*CONNECT api\.example\.test:443 {USER} ")
+    encoded = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    everything_logged = "\n".join(
+        [sidecar.envoy.log(), *sidecar.envoy.access_log(), sidecar.server.log() if sidecar.server else ""]
+    )
+    assert PASSWORD not in everything_logged and encoded not in everything_logged
