@@ -66,6 +66,8 @@ class _Context:
         self.document = document
         self.base_dir = base_dir
         self.issues: list[ConfigIssue] = []
+        # proxies that are defined but invalid: their error is reported once, references to them stay quiet
+        self.broken_proxies: set[str] = set()
 
     def error(self, path: FieldPath, message: str) -> None:
         line = self.document.line_of(path)
@@ -223,6 +225,8 @@ def _parse_default_proxy(
     if "://" not in text:
         if text in proxies:
             return text
+        if text in context.broken_proxies:
+            return None
         context.error((*path, key), f"{text!r} is neither a URL (http://host:port) nor a proxy defined in 'proxies'")
         return None
     proxy = _proxy_from_url(context, text, (*path, key), INLINE_PROXY_NAMES[key])
@@ -272,10 +276,13 @@ def _parse_proxies(context: _Context, value: Any, path: FieldPath) -> dict[str, 
             spec = {"url": spec}
         fields = context.mapping(spec, proxy_path, PROXY_KEYS)
         if fields is None:
+            context.broken_proxies.add(name)
             continue
         proxy = _parse_proxy(context, name, fields, proxy_path)
         if proxy is not None:
             proxies[name] = proxy
+        else:
+            context.broken_proxies.add(name)
     return proxies
 
 
@@ -480,6 +487,8 @@ def _parse_action(context: _Context, value: Any, path: FieldPath, proxies: Mappi
             context.error(path, "expected {proxy: NAME}")
             return None
         name = fields["proxy"]
+        if name in context.broken_proxies:
+            return None
         if name not in proxies:
             known = ", ".join(sorted(proxies)) or "none defined"
             context.error((*path, "proxy"), f"unknown proxy {name!r} (defined: {known})")

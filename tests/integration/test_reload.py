@@ -1,0 +1,130 @@
+"""Hot reload of `egress-xds serve --config`: changes reach a connected stream, bursts are coalesced, and an
+invalid file is reported (file, line, field) and counted while the last good policy keeps being served.
+
+The server is the real command on loopback; the client is a raw ADS stream (xds-protos stubs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from egress_xds.xds.type_urls import CLUSTER_TYPE_URL
+from tests.support.egress import REPO_ROOT, replace_file, write_policy
+from tests.support.processes import wait_until
+from tests.xds.client import SotwClient, make_node, sotw_names
+
+pytestmark = pytest.mark.integration
+
+DEBOUNCE_MS = 300
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Server:
+    def __init__(self, policy: Path, log_path: Path) -> None:
+        self.xds_port, self.metrics_port = free_port(), free_port()
+        self.log_path = log_path
+        argv = [sys.executable, "-m", "egress_xds.cli", "serve", "--config", str(policy)]
+        argv += ["--listen", f"127.0.0.1:{self.xds_port}", "--metrics-address", f"127.0.0.1:{self.metrics_port}"]
+        argv += ["--debounce-ms", str(DEBOUNCE_MS)]
+        with log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+            )
+        wait_until(lambda: "watching" in self.log(), timeout=20, what="the server to start", describe=self.log)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def count(self, text: str) -> int:
+        return self.log().count(text)
+
+    def metric(self, name: str, labels: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            body = response.read().decode()
+        match = re.search(rf"^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$", body, re.MULTILINE)
+        return float(match.group(1)) if match else 0.0
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+def policy_text(proxy_port: int) -> str:
+    return f"proxies:\n  corp: http://10.0.0.1:{proxy_port}\nhttpsProxy: corp\n"
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[Server]:
+    policy = write_policy(tmp_path, policy_text(3128))
+    running = Server(policy, tmp_path / "serve.log")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+async def proxy_port_seen(client: SotwClient, expect_change: bool = True) -> int:
+    """Receive the next CDS response, ACK it, and return the corp proxy cluster's port."""
+    response = await client.recv(timeout=10)
+    await client.ack(response)
+    assert "egress-proxy-corp-connect" in sotw_names(response)
+    from tests.xds.client import decode
+
+    for packed in response.resources:
+        cluster = decode(CLUSTER_TYPE_URL, packed)
+        if cluster.name == "egress-proxy-corp-connect":
+            endpoint = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint
+            return int(endpoint.address.socket_address.port_value)
+    raise AssertionError("no corp cluster")
+
+
+async def test_reload_reaches_streams_coalesces_bursts_and_survives_invalid_files(server: Server) -> None:
+    policy = Path(server.log_path.parent / "policy.yaml")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
+        client = SotwClient(channel, make_node("reload-test"))
+        await client.send(CLUSTER_TYPE_URL, [])
+        assert await proxy_port_seen(client) == 3128
+
+        reloads_before = server.count("reloaded 1 policies")
+        for port in (3129, 3130, 3131, 3132, 3133):  # a burst, well inside one debounce window
+            replace_file(policy, policy_text(port))
+        assert await proxy_port_seen(client) == 3133
+        await asyncio.sleep(DEBOUNCE_MS / 1000 * 2)
+        assert server.count("reloaded 1 policies") == reloads_before + 1, server.log()
+
+        replace_file(policy, "proxies:\n  corp: http://10.0.0.1:99999\nhttpsProxy: corp\nbogus: 1\n")
+        wait_until(lambda: "reload rejected" in server.log(), timeout=10, what="the rejection", describe=server.log)
+        time.sleep(0.2)
+        log = server.log()
+        assert f"{policy}:2: proxies.corp.url: port 99999 out of range" in log
+        assert "neither a URL" not in log, "an invalid proxy is reported once, not again where it is used"
+        assert f"{policy}:4: bogus: unknown key" in log
+        assert server.metric("egress_xds_reloads_total", 'result="invalid"') == 1.0
+        assert server.metric("egress_xds_reloads_total", 'result="ok"') == 2.0
+        await client.expect_silence(0.5)  # nothing pushed: the last good policy stays
+
+        replace_file(policy, policy_text(3200))
+        assert await proxy_port_seen(client) == 3200
+        await client.close()
