@@ -72,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
     bootstrap.set_defaults(handler=_bootstrap)
 
+    explain = commands.add_parser("explain", help="say which path a destination takes for a node, and why")
+    explain.add_argument("--config", required=True, help="policy file (YAML or JSON)")
+    _node_arguments(explain)
+    explain.add_argument("--protocol", choices=("tls", "http", "tcp"), help="override: how the app connects")
+    explain.add_argument("--address", metavar="IP", help="the address the name resolves to (for CIDR rules)")
+    explain.add_argument("destinations", nargs="+", metavar="DESTINATION", help="host, host:port, IP:port or URL")
+    explain.set_defaults(handler=_explain)
+
     demo = commands.add_parser("demo", help="run the whole chain on loopback: proxy, server, Envoy, a site")
     demo.set_defaults(handler=_demo)
 
@@ -182,6 +190,30 @@ def _bootstrap(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from None
     _print(data, args.format)
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from egress_xds.explain import Protocol, explain, parse_destination
+
+    policies = load_policy_file(args.config)
+    node = _node(args)
+    policy = select_policy(policies, node)
+    if policy is None:
+        print(f"error: no policy in {args.config} applies to node {node.id!r}", file=sys.stderr)
+        return EXIT_INVALID
+    if node.mode is not NodeMode.SIDECAR:
+        raise UsageError("explain covers sidecar nodes (captured traffic); a standalone node has explicit listeners")
+    print(f"node {node.id} gets policy {policy.name!r} ({policy.source})")
+    for destination in args.destinations:
+        try:
+            protocol = Protocol(args.protocol) if args.protocol else None
+            probe = parse_destination(destination, protocol=protocol, address=args.address)
+        except ValueError as error:
+            raise UsageError(f"{destination!r}: {error}") from None
+        print(explain(policy, probe))
+        if probe.name is not None and probe.ip is None:
+            print("  note: CIDR rules were not checked (no address); pass --address IP to include them")
     return EXIT_OK
 
 

@@ -20,7 +20,7 @@ from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import O
 from envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2 import TlsInspector
 from google.protobuf.message import Message
 
-from egress_xds.policy.model import Action, ActionKind, EgressPolicy
+from egress_xds.policy.model import Action, ActionKind, EgressPolicy, Rule
 from egress_xds.translate import chain_matcher, names
 from egress_xds.translate.decisions import (
     Decision,
@@ -39,7 +39,10 @@ CAPTURE_PORT = 15001
 LISTENER_FILTERS_TIMEOUT_MS = 1000
 
 
-Entry = tuple[chain_matcher.Predicate | None, str]
+Entry = tuple[chain_matcher.Predicate | None, str, str]  # (predicate, chain, origin of the decision)
+DEFAULT_HTTP_ORIGIN = "default: plain HTTP uses httpProxy"
+DEFAULT_TLS_ORIGIN = "default: TLS uses httpsProxy"
+DEFAULT_RAW_ORIGIN = "default: other TCP as rawTcp says"
 
 
 def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener:
@@ -51,36 +54,44 @@ def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener
         ports = [chain_matcher.destination_port_in(rule.ports)] if rule.ports else []
         if rule.domains:
             by_name = [chain_matcher.is_tls(), chain_matcher.server_name_in(rule.domains), *ports]
-            entries.append((chain_matcher.all_of(by_name), _action_chain(policy, decision.action, chains, True)))
+            by_name_chain = _action_chain(policy, decision.action, chains, True)
+            entries.append((chain_matcher.all_of(by_name), by_name_chain, decision.origin))
         if rule.cidrs or rule.matches_any_destination:
             destination = [chain_matcher.destination_in(rule.cidrs, f"rule_{position}_")] if rule.cidrs else []
             layer4 = destination + ports
             if _needs_http_chain(decision, domain_decisions):
                 http_chain = names.rule_http_chain(position)
-                chains[http_chain] = _http_chain(policy, http_chain, domain_decisions, decision.action)
-                entries.append((chain_matcher.all_of([*layer4, chain_matcher.is_plain_http()]), http_chain))
-            entries.extend(_stream_entries(policy, layer4, decision.action, chains))
+                chains[http_chain] = _http_chain(policy, http_chain, domain_decisions, decision)
+                http_entry = chain_matcher.all_of([*layer4, chain_matcher.is_plain_http()])
+                entries.append((http_entry, http_chain, decision.origin))
+            entries.extend(_stream_entries(policy, layer4, decision.action, chains, decision.origin))
             if not layer4:  # matches every destination: nothing after it can apply
                 return _listener(port, chains, entries)
         if rule.domains and not decision.untouched:
             domain_decisions.append(decision)
-    chains[names.HTTP_CHAIN] = _http_chain(policy, names.HTTP_CHAIN, domain_decisions, default_http_action(policy))
-    entries.append((chain_matcher.is_plain_http(), names.HTTP_CHAIN))
-    entries.extend(_stream_entries(policy, [chain_matcher.is_tls()], default_tls_action(policy), chains))
-    entries.extend(_stream_entries(policy, [], default_raw_tcp_action(policy), chains))
+    default_http = Decision(Rule("default", action=default_http_action(policy)), DEFAULT_HTTP_ORIGIN)
+    chains[names.HTTP_CHAIN] = _http_chain(policy, names.HTTP_CHAIN, domain_decisions, default_http)
+    entries.append((chain_matcher.is_plain_http(), names.HTTP_CHAIN, DEFAULT_HTTP_ORIGIN))
+    tls = [chain_matcher.is_tls()]
+    entries.extend(_stream_entries(policy, tls, default_tls_action(policy), chains, DEFAULT_TLS_ORIGIN))
+    entries.extend(_stream_entries(policy, [], default_raw_tcp_action(policy), chains, DEFAULT_RAW_ORIGIN))
     return _listener(port, chains, entries)
 
 
 def _stream_entries(
-    policy: EgressPolicy, conditions: list[chain_matcher.Predicate], action: Action, chains: dict[str, FilterChain]
+    policy: EgressPolicy,
+    conditions: list[chain_matcher.Predicate],
+    action: Action,
+    chains: dict[str, FilterChain],
+    origin: str,
 ) -> list[Entry]:
     """Entries for TLS / raw TCP streams matching `conditions` (none: everything). A tunnel is opened to the SNI
     when the client sent one, else to the destination address."""
     entries: list[Entry] = []
     if action.kind is ActionKind.PROXY:
         with_name = chain_matcher.all_of([*conditions, chain_matcher.has_server_name()])
-        entries.append((with_name, _action_chain(policy, action, chains, True)))
-    entries.append((chain_matcher.all_of(conditions), _action_chain(policy, action, chains, False)))
+        entries.append((with_name, _action_chain(policy, action, chains, True), origin))
+    entries.append((chain_matcher.all_of(conditions), _action_chain(policy, action, chains, False), origin))
     return entries
 
 
@@ -112,8 +123,10 @@ def _cluster_chain(name: str, cluster: str) -> FilterChain:
     return FilterChain(name=name, filters=[cluster_filter(cluster, name)])
 
 
-def _http_chain(policy: EgressPolicy, name: str, domain_decisions: list[Decision], fallback: Action) -> FilterChain:
-    return FilterChain(name=name, filters=[connection_manager(policy, name, domain_decisions, fallback)])
+def _http_chain(policy: EgressPolicy, name: str, domain_decisions: list[Decision], fallback: Decision) -> FilterChain:
+    """Routes by Host: `domain_decisions` in order, then `fallback` for everything else."""
+    manager = connection_manager(policy, name, domain_decisions, fallback.action, fallback.origin)
+    return FilterChain(name=name, filters=[manager])
 
 
 def _listener(port: int, chains: dict[str, FilterChain], entries: list[Entry]) -> Listener:

@@ -109,20 +109,20 @@ def negate(predicate: Predicate) -> Predicate:
     return _predicate(not_matcher=predicate)
 
 
-def to_chain(chain_name: str) -> Matcher.OnMatch:
-    return Matcher.OnMatch(
-        action=TypedExtensionConfig(name=chain_name, typed_config=typed(StringValue(value=chain_name)))
-    )
+def to_chain(chain_name: str, origin: str) -> Matcher.OnMatch:
+    """Select `chain_name`. The action's name (an opaque identifier to Envoy) records the policy decision that
+    produced this entry, so `egress-xds explain` reads the reason from the very config Envoy runs."""
+    return Matcher.OnMatch(action=TypedExtensionConfig(name=origin, typed_config=typed(StringValue(value=chain_name))))
 
 
-def first_match(entries: Sequence[tuple[Predicate | None, str]]) -> Matcher:
-    """An ordered matcher: each entry is (predicate, chain); a None predicate matches everything (the fallback)."""
+def first_match(entries: Sequence[tuple[Predicate | None, str, str]]) -> Matcher:
+    """An ordered matcher from (predicate, chain, origin) entries; a None predicate matches everything (last)."""
     matcher = Matcher()
-    for predicate, chain in entries:
+    for predicate, chain, origin in entries:
         if predicate is None:
-            matcher.on_no_match.CopyFrom(to_chain(chain))
+            matcher.on_no_match.CopyFrom(to_chain(chain, origin))
             break
         matcher.matcher_list.matchers.append(
-            Matcher.MatcherList.FieldMatcher(predicate=predicate, on_match=to_chain(chain))
+            Matcher.MatcherList.FieldMatcher(predicate=predicate, on_match=to_chain(chain, origin))
         )
     return matcher

@@ -49,6 +49,7 @@ def connection_manager(
     stat_prefix: str,
     domain_decisions: Sequence[Decision],
     fallback: Action,
+    fallback_origin: str,
     *,
     connect_fallback: Action | None = None,
 ) -> Filter:
@@ -65,8 +66,8 @@ def connection_manager(
             routes.append(_route(policy, decision.action, _match(authority, connect=True), decision.origin))
         routes.append(_route(policy, decision.action, _match(authority, connect=False), decision.origin))
     if connect_fallback is not None:
-        routes.append(_route(policy, connect_fallback, _match(None, connect=True), "default"))
-    routes.append(_route(policy, fallback, _match(None, connect=False), "default"))
+        routes.append(_route(policy, connect_fallback, _match(None, connect=True), "default: httpsProxy"))
+    routes.append(_route(policy, fallback, _match(None, connect=False), fallback_origin))
     route_config = RouteConfiguration(
         name=stat_prefix,
         virtual_hosts=[VirtualHost(name="egress", domains=["*"], routes=routes)],

@@ -39,3 +39,11 @@ def rule_http_chain(position: int) -> str:
 
 def explicit_listener(name: str) -> str:
     return f"egress-listener-{name}"
+
+
+def proxy_of_cluster(cluster: str) -> str | None:
+    """The proxy name of a `-connect` or `-http` proxy cluster, else None."""
+    for suffix in ("-connect", "-http"):
+        if cluster.startswith("egress-proxy-") and cluster.endswith(suffix):
+            return cluster.removeprefix("egress-proxy-").removesuffix(suffix)
+    return None

@@ -60,6 +60,7 @@ def forward_proxy_listener(policy: EgressPolicy) -> Listener | None:
         names.FORWARD_PROXY_LISTENER,
         domain_decisions,
         proxy_or_direct(http_proxy),
+        "default: httpProxy",
         connect_fallback=proxy_or_direct(https_proxy),
     )
     chain = FilterChain(name=names.FORWARD_PROXY_LISTENER, filters=[manager])

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from tests.support.egress import ServeProcess, bootstrap, render_static, write_policy
+from tests.support.egress import ServeProcess, bootstrap, egress_xds, render_static, write_policy
 from tests.support.envoy import EnvoyProcess, start_envoy
 from tests.support.netns import PROXY_IP, UPSTREAM_IP, UPSTREAM_IP_2, Lab
 from tests.support.proxies import ForwardProxy, start_squid, start_tinyproxy
@@ -57,6 +59,7 @@ class Sidecar:
     envoy: EnvoyProcess
     upstreams: Upstreams
     server: ServeProcess | None
+    policy: Path
 
     def curl(self, *args: str, timeout: float = 10) -> tuple[int, str, str]:
         result = self.lab.curl("pod", ["--cacert", str(self.upstreams.ca_pem), *args], timeout=timeout)
@@ -105,7 +108,7 @@ def sidecar(
         with proxy, start_envoy(config, netns=lab.pod, uid=ENVOY_UID) as envoy:
             lab.run("pod", CAPTURE, check=True)  # what the sidecar's init container runs
             try:
-                yield Sidecar(lab, proxy, envoy, upstreams, server)
+                yield Sidecar(lab, proxy, envoy, upstreams, server, policy)
             finally:
                 lab.run("pod", [*CAPTURE, "--clean"], check=True)
     finally:
@@ -194,3 +197,40 @@ def test_credentials_reach_the_proxy_but_never_the_app_or_the_logs(sidecar: Side
         [sidecar.envoy.log(), *sidecar.envoy.access_log(), sidecar.server.log() if sidecar.server else ""]
     )
     assert PASSWORD not in everything_logged and encoded not in everything_logged
+
+
+EXPLAINED = [  # (URL the app fetches, the address its name resolves to in the pod)
+    ("https://api.example.test/explained", UPSTREAM_IP),
+    ("https://direct.example.test/explained", UPSTREAM_IP),
+    ("https://www.example.test/explained", UPSTREAM_IP),
+    (f"https://{UPSTREAM_IP}/explained", UPSTREAM_IP),
+    (f"https://{UPSTREAM_IP_2}/explained", UPSTREAM_IP_2),
+    ("http://api.example.test/explained", UPSTREAM_IP),
+    ("http://direct.example.test/explained", UPSTREAM_IP),
+    ("http://www.example.test/explained", UPSTREAM_IP),
+]
+
+
+def explain_all(policy: Path) -> dict[str, tuple[str, str]]:
+    """`egress-xds explain` for every EXPLAINED URL (one call per address): URL -> (chain, origin)."""
+    answers: dict[str, tuple[str, str]] = {}
+    for address in sorted({address for _, address in EXPLAINED}):
+        urls = [url for url, url_address in EXPLAINED if url_address == address]
+        output = egress_xds("explain", "--config", str(policy), "--node-id", "x", "--address", address, *urls).stdout
+        verdicts = re.findall(r"^\S+ -> .+? by (.+)\n  envoy: chain (\S+),", output, re.MULTILINE)
+        assert len(verdicts) == len(urls), output
+        answers.update({url: (chain, origin) for url, (origin, chain) in zip(urls, verdicts, strict=True)})
+    return answers
+
+
+def test_explain_agrees_with_what_envoy_did(sidecar: Sidecar) -> None:
+    """For each destination, `egress-xds explain` names the chain (and route) Envoy's access log shows."""
+    answers = explain_all(sidecar.policy)
+    for url, _ in EXPLAINED:
+        before = len(sidecar.envoy.access_log())
+        sidecar.curl(url)  # denied ones fail; what matters is Envoy's decision
+        line = sidecar.envoy.wait_for_access_log(r"chain=", since=before)
+        chain, origin = answers[url]
+        assert f"chain={chain} " in line, f"{url}: explain said chain {chain}, Envoy logged {line!r}"
+        if url.startswith("http://"):
+            assert f"route={origin} " in line, f"{url}: explain said {origin!r}, Envoy logged {line!r}"

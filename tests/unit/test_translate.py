@@ -162,7 +162,7 @@ def test_plain_http_leaks_no_envoy_headers_and_routes_by_host_in_order(policy: E
     assert [route["name"] for route in routes] == [
         "rule 1 'no evil'",
         "noProxy entry 'direct.example.test'",
-        "default",
+        "default: plain HTTP uses httpProxy",
     ]
     assert routes[0]["direct_response"]["status"] == 403
     assert routes[1]["route"]["cluster"] == "egress-passthrough"

@@ -1,0 +1,89 @@
+"""What `explain` is asked about: a destination as an application would connect to it."""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from egress_xds.policy.no_proxy import IPAddress
+from egress_xds.policy.proxy_url import parse_port, validate_host
+
+
+class Protocol(enum.Enum):
+    TLS = "tls"  # the name (if any) is visible as SNI
+    HTTP = "http"  # plain HTTP: the name is visible in the Host header
+    TCP = "tcp"  # anything else: no name visible, only the address
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One connection: the name the client shows (SNI or Host), the address and port it connects to."""
+
+    name: str | None
+    ip: IPAddress | None
+    port: int
+    protocol: Protocol
+
+    def __str__(self) -> str:
+        host = self.name or (f"[{self.ip}]" if self.ip is not None and self.ip.version == 6 else str(self.ip))
+        return f"{host}:{self.port}"
+
+
+DEFAULT_PORTS = {Protocol.TLS: 443, Protocol.HTTP: 80}
+
+
+def parse_destination(text: str, *, protocol: Protocol | None = None, address: str | None = None) -> Probe:
+    """`https://host/path`, `http://host:8080`, `host`, `host:port`, `10.1.2.3:5432`, `[::1]:443`.
+
+    Without a scheme: a name means TLS (its SNI is visible), an address alone means raw TCP, unless `protocol`
+    says otherwise. `address` is the IP the name resolves to (CIDR rules need it). Raises ValueError.
+    """
+    text = text.strip()
+    scheme = ""
+    if "://" in text:
+        parts = urlsplit(text)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"unsupported scheme {scheme!r} (use http://, https:// or host:port)")
+        text = parts.netloc.rpartition("@")[2]
+    host, port_text = _split_host_port(text)
+    host = validate_host(host)
+    ip = _ip_or_none(host)
+    if protocol is None:
+        protocol = {"https": Protocol.TLS, "http": Protocol.HTTP}.get(scheme, Protocol.TCP if ip else Protocol.TLS)
+    if port_text:
+        port = parse_port(port_text)
+    elif protocol in DEFAULT_PORTS:
+        port = DEFAULT_PORTS[protocol]
+    else:
+        raise ValueError(f"{text!r}: a raw TCP destination needs a port (host:port)")
+    if address is not None:
+        resolved = _ip_or_none(address.strip())
+        if resolved is None:
+            raise ValueError(f"--address {address!r} is not an IP address")
+        if ip is not None and resolved != ip:
+            raise ValueError(f"--address {address} contradicts the destination's own address {ip}")
+        ip = resolved
+    name = None if _ip_or_none(host) is not None else host
+    if protocol is Protocol.TCP:
+        name = None  # raw TCP shows no name, whatever the client resolved
+    return Probe(name=name, ip=ip, port=port, protocol=protocol)
+
+
+def _split_host_port(text: str) -> tuple[str, str]:
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest.removeprefix(":")
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, port
+    return text, ""
+
+
+def _ip_or_none(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
