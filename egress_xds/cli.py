@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 
 from egress_xds import __version__
-from egress_xds.policy.errors import ConfigError
+from egress_xds.policy.errors import ConfigError, ConfigIssue
+from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
 from egress_xds.redact import contains_redactions, redact_config
 from egress_xds.sources.file import load_policy_file
@@ -145,6 +146,15 @@ def _node(args: argparse.Namespace) -> Node:
     return Node(id=args.node_id, metadata=metadata)
 
 
+def _node_policy(args: argparse.Namespace) -> tuple[Node, EgressPolicy]:
+    """The node given by the flags and the policy of `--config` it gets (ConfigError if none selects it)."""
+    node = _node(args)
+    policy = select_policy(load_policy_file(args.config), node)
+    if policy is None:
+        raise ConfigError([ConfigIssue(args.config, None, "", f"no policy applies to node {node.id!r}")])
+    return node, policy
+
+
 def _check(args: argparse.Namespace) -> int:
     policies = load_policy_file(args.config)
     for policy in policies.policies:
@@ -155,12 +165,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    policies = load_policy_file(args.config)
-    node = _node(args)
-    policy = select_policy(policies, node)
-    if policy is None:
-        print(f"error: no policy in {args.config} applies to node {node.id!r}", file=sys.stderr)
-        return EXIT_INVALID
+    node, policy = _node_policy(args)
     resources = translate(policy, node.mode)
     data: dict[str, Any]
     if args.static:
@@ -196,12 +201,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
 def _explain(args: argparse.Namespace) -> int:
     from egress_xds.explain import Protocol, explain, parse_destination
 
-    policies = load_policy_file(args.config)
-    node = _node(args)
-    policy = select_policy(policies, node)
-    if policy is None:
-        print(f"error: no policy in {args.config} applies to node {node.id!r}", file=sys.stderr)
-        return EXIT_INVALID
+    node, policy = _node_policy(args)
     if node.mode is not NodeMode.SIDECAR:
         raise UsageError("explain covers sidecar nodes (captured traffic); a standalone node has explicit listeners")
     print(f"node {node.id} gets policy {policy.name!r} ({policy.source})")
