@@ -55,8 +55,15 @@ def mark_sent(state: TypeState, sent: Mapping[str, PreparedResource], delivered:
     """Record the client's view after a response that delivered `delivered` (all of it, for SotW)."""
     state.sent = sent
     delivered = list(delivered)
+    if not state.held:
+        # Nothing held before: share the (never mutated) mapping instead of copying it per stream.
+        state.held = sent
+        state.held_uses = uses_of(sent.values())
+        return
     state.held = {**state.held, **{resource.name: resource for resource in delivered}}
-    state.held_uses = state.held_uses | uses_of(delivered)
+    uses = uses_of(delivered)
+    if not uses <= state.held_uses:
+        state.held_uses = state.held_uses | uses
 
 
 def mark_acked(state: TypeState) -> None:

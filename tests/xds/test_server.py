@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 
 import grpc
 import pytest
 
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import Protocol
-from egress_xds.xds.server import bound_port, create_server, start_server, stop_server
+from egress_xds.xds.server import (
+    bound_port,
+    create_server,
+    install_signal_handlers,
+    start_server,
+    stop_server,
+)
 from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
 from tests.xds.client import SotwClient, eventually, make_node
 from tests.xds.conftest import Ads, group_by_metadata
@@ -75,6 +83,17 @@ async def test_stop_ends_streams_at_once_with_unavailable() -> None:
         await asyncio.wait_for(client.ended.wait(), 5)  # long before the 30 s grace
         assert await client.call.code() == grpc.StatusCode.UNAVAILABLE
         await asyncio.wait_for(stop, 5)
+
+
+async def test_signal_stops_the_server() -> None:
+    cache = SnapshotCache(group_by_metadata)
+    server = await start_server(cache, "127.0.0.1:0")
+    stopped = asyncio.Event()
+    install_signal_handlers(server, grace=1, signals=(signal.SIGUSR1,), on_stop=stopped.set)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    await asyncio.wait_for(stopped.wait(), 5)
+    timed_out = await server.wait_for_termination(timeout=1)
+    assert not timed_out
 
 
 async def test_a_second_server_cannot_take_the_same_port() -> None:
