@@ -97,10 +97,13 @@ def _stream_entries(
 
 def _needs_http_chain(decision: Decision, earlier_domain_decisions: list[Decision]) -> bool:
     """Plain HTTP matched by address needs the HTTP chain when it goes through a proxy (absolute form) or when an
-    earlier domain rule, visible only in the Host header, might claim it first."""
+    earlier domain rule, visible only in the Host header, might claim it first with a different action. (NO_PROXY
+    domains before NO_PROXY CIDRs are all `direct`: no chain, so LDS does not grow with domains x CIDRs.)"""
     if decision.untouched:
         return False
-    return decision.action.kind is ActionKind.PROXY or bool(earlier_domain_decisions)
+    if decision.action.kind is ActionKind.PROXY:
+        return True
+    return any(earlier.action != decision.action for earlier in earlier_domain_decisions)
 
 
 def _action_chain(policy: EgressPolicy, action: Action, chains: dict[str, FilterChain], by_name: bool) -> str:

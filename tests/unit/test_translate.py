@@ -183,3 +183,18 @@ def test_standalone_node_gets_explicit_listeners_and_a_forward_proxy(policy: Egr
     assert [config["upgrade_type"] for config in manager["upgrade_configs"]] == ["websocket", "CONNECT"]
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
     assert "connect_matcher" in routes[-2]["match"] and routes[-2]["route"]["cluster"] == "egress-proxy-corp-http"
+
+
+def test_no_proxy_cidrs_after_no_proxy_domains_need_no_http_chains(tmp_path: Path) -> None:
+    """Every NO_PROXY entry is `direct`, so plain HTTP to a NO_PROXY CIDR needs no Host-based routes: the
+    listener must not grow with domains x CIDRs."""
+    domains = ",".join(f"d{index}.example" for index in range(40))
+    cidrs = ",".join(f"10.{index}.0.0/16" for index in range(40))
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"httpsProxy: http://10.250.1.2:3128\nnoProxy: '{domains},{cidrs}'\n")
+    (policy,) = load_policy_file(path).policies
+    listener, _ = sidecar(policy)
+    chains = {item["name"] for item in listener["filter_chains"]}
+    assert not [name for name in chains if name.startswith("http-rule-")], sorted(chains)
+    (resource,) = translate(policy, NodeMode.SIDECAR).listeners
+    assert resource.ByteSize() < 64 * 1024
