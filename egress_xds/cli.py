@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
     bootstrap.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, metavar="HOST:PORT")
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    _pod_arguments(bootstrap)
     bootstrap.set_defaults(handler=_bootstrap)
 
     explain = commands.add_parser("explain", help="say which path a destination takes for a node, and why")
@@ -101,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     capture.set_defaults(handler=_capture)
 
     serve = commands.add_parser("serve", help="run the ADS server (SotW and Delta) for Envoys")
-    source = serve.add_mutually_exclusive_group(required=True)
+    source = serve.add_mutually_exclusive_group()
     source.add_argument("--config", help="policy file (YAML or JSON), watched and reloaded on change")
     source.add_argument(
         "--from-env", action="store_true", help="build the policy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY"
@@ -113,8 +115,25 @@ def _parser() -> argparse.ArgumentParser:
         "--debounce-ms", type=int, default=200, help="coalesce file changes within this time (default %(default)s)"
     )
     serve.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics")
+    serve.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="follow EgressProxy / ClusterEgressProxy resources and their Secrets (ahead of --config / --from-env)",
+    )
+    serve.add_argument("--kubeconfig", help="with --kubernetes: this kubeconfig instead of in-cluster config")
+    serve.add_argument("--kube-context", help="with --kubernetes: this kubeconfig context")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.add_argument(
+        "--log-format", default="plain", choices=("plain", "json"), help="log lines as text or JSON objects"
+    )
     serve.set_defaults(handler=_serve)
+
+    status = commands.add_parser("status", help="are the connected Envoys in sync? (like istioctl proxy-status)")
+    status.add_argument(
+        "--server", default="127.0.0.1:18000", metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
+    )
+    status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
+    status.set_defaults(handler=_status)
     return parser
 
 
@@ -134,13 +153,48 @@ def _node_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _node(args: argparse.Namespace) -> Node:
-    metadata: dict[str, str] = {}
-    for item in args.node_meta:
+def _pod_arguments(parser: argparse.ArgumentParser) -> None:
+    """Kubernetes identity for workload selectors; defaults come from the Downward API (see pod_identity)."""
+    pod = parser.add_argument_group("Kubernetes pod (default: POD_NAMESPACE, POD_NAME, POD_LABELS_FILE)")
+    pod.add_argument("--namespace", help="the pod's namespace (node metadata `namespace`)")
+    pod.add_argument("--pod-name", help="the pod's name (node metadata `pod`)")
+    pod.add_argument(
+        "--pod-label", action="append", default=[], metavar="KEY=VALUE", help="a pod label (`labels.KEY`), repeatable"
+    )
+    pod.add_argument(
+        "--pod-labels-file", metavar="PATH", help="Downward API labels file (default /etc/podinfo/labels if present)"
+    )
+
+
+def _pod_metadata(args: argparse.Namespace) -> dict[str, str]:
+    from egress_xds.sources.kubernetes.pod_identity import pod_identity
+
+    labels = dict(_key_values(args.pod_label, "--pod-label"))
+    try:
+        identity = pod_identity(
+            namespace=args.namespace,
+            pod_name=args.pod_name,
+            labels=labels,
+            labels_file=args.pod_labels_file,
+            environ=os.environ,
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return identity.node_metadata()
+
+
+def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
         key, separator, value = item.partition("=")
         if not separator or not key:
-            raise UsageError(f"--node-meta {item!r}: expected KEY=VALUE")
-        metadata[key] = value
+            raise UsageError(f"{flag} {item!r}: expected KEY=VALUE")
+        pairs.append((key, value))
+    return pairs
+
+
+def _node(args: argparse.Namespace) -> Node:
+    metadata = dict(_key_values(args.node_meta, "--node-meta"))
     if args.mode:
         metadata[MODE_METADATA_KEY] = args.mode
     return Node(id=args.node_id, metadata=metadata)
@@ -184,6 +238,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _bootstrap(args: argparse.Namespace) -> int:
     node = _node(args)
+    node = Node(id=node.id, metadata={**_pod_metadata(args), **node.metadata})  # explicit --node-meta wins
     try:
         data = ads_bootstrap(
             node.id,
@@ -250,26 +305,55 @@ def _capture(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
     import os
     from pathlib import Path
 
+    from egress_xds.logs import configure_logging
     from egress_xds.serve import ServeOptions, serve
 
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if not (args.config or args.from_env or args.kubernetes):
+        raise UsageError("serve needs --config FILE, --from-env or --kubernetes (or --kubernetes with one of them)")
+    kubernetes = None
+    if args.kubernetes:
+        from egress_xds.sources.kubernetes.client import ClientSettings
+        from egress_xds.sources.kubernetes.source import KubernetesOptions
+
+        kubeconfig = Path(args.kubeconfig) if args.kubeconfig else None
+        kubernetes = KubernetesOptions(client=ClientSettings(kubeconfig=kubeconfig, context=args.kube_context))
+
+    configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         config=Path(args.config) if args.config else None,
         environ=dict(os.environ),
         listen=args.listen,
         debounce_ms=args.debounce_ms,
         metrics_address=args.metrics_address,
+        kubernetes=kubernetes,
+        from_env=bool(args.from_env),
     )
     try:
         asyncio.run(serve(options))
     except OSError as error:
         raise UsageError(f"cannot serve on {args.listen}: {error}") from None
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from egress_xds.admin.client import AdminUnavailable, list_nodes
+    from egress_xds.admin.status_view import node_detail, status_table
+
+    try:
+        response = list_nodes(args.server, args.node or "", include_resources=bool(args.node))
+    except AdminUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    if not args.node:
+        print(status_table(response), end="")
+        return EXIT_OK
+    if not response.nodes:
+        print(f"error: no connected node {args.node!r} (egress-xds status lists them all)", file=sys.stderr)
+        return EXIT_INVALID
+    print("\n".join(node_detail(node, response.server_time) for node in response.nodes), end="")
     return EXIT_OK
 
 

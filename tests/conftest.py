@@ -3,8 +3,8 @@
 Tests that need root, network namespaces, iptables or an external binary call :func:`tests.support.requirements.need`
 (directly or through the lab helpers): on a developer machine they are skipped with a reason that names the missing
 thing and how to install it; with ``CI=true`` they fail instead. As a safety net, with ``CI=true`` any other skip of a
-test under ``tests/integration`` or ``tests/e2e`` is turned into a failure too, unless the test is marked
-``@pytest.mark.ci_may_skip``.
+test under ``tests/integration``, ``tests/e2e`` or ``tests/kubernetes`` is turned into a failure too, unless the test
+is marked ``@pytest.mark.ci_may_skip``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the lab modules import trustme etc.; unit tests must not ne
     from tests.support.netns import Lab
     from tests.support.upstreams import Upstreams
 
-_STRICT_DIRS = ("integration", "e2e")
+_STRICT_DIRS = ("integration", "e2e", "kubernetes", "admin")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -117,15 +117,39 @@ class Rule:
         return not self.domains and not self.cidrs
 
 
+class SelectorOperator(enum.Enum):
+    """The operators of a Kubernetes label selector's `matchExpressions`, with the same meaning."""
+
+    IN = "In"
+    NOT_IN = "NotIn"  # also true when the key is absent, as in Kubernetes
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+
+
+@dataclass(frozen=True)
+class MetadataRequirement:
+    """One `matchExpressions` entry applied to flattened node metadata (pod labels are `labels.<key>`).
+
+    Exact values (`NodeSelector.metadata`) cannot say "has a namespace, whatever it is" or "tier is not batch";
+    Kubernetes workload selectors need both.
+    """
+
+    key: str
+    operator: SelectorOperator
+    values: frozenset[str] = frozenset()
+
+
 @dataclass(frozen=True)
 class NodeSelector:
-    """Which Envoy nodes a policy applies to: a glob on the node id and exact node metadata values."""
+    """Which Envoy nodes a policy applies to: a glob on the node id, exact node metadata values, and
+    label-selector requirements on the metadata. All of them must hold."""
 
     id_glob: str = "*"
     metadata: Mapping[str, str] = field(default_factory=dict)
+    requirements: tuple[MetadataRequirement, ...] = ()
 
     def __hash__(self) -> int:
-        return hash((self.id_glob, tuple(sorted(self.metadata.items()))))
+        return hash((self.id_glob, tuple(sorted(self.metadata.items())), self.requirements))
 
 
 class RawTcpMode(enum.Enum):

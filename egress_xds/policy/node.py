@@ -7,9 +7,13 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from egress_xds.policy.model import EgressPolicy, NodeSelector, PolicySet
+from egress_xds.policy.model import EgressPolicy, MetadataRequirement, NodeSelector, PolicySet, SelectorOperator
 
 MODE_METADATA_KEY = "mode"
+# What a Kubernetes sidecar says about itself (written by `egress-xds bootstrap`, read by workload selectors).
+NAMESPACE_METADATA_KEY = "namespace"
+POD_METADATA_KEY = "pod"
+LABEL_METADATA_PREFIX = "labels."
 
 
 class NodeMode(enum.Enum):
@@ -41,11 +45,33 @@ class Node:
 def selector_matches(selector: NodeSelector, node: Node) -> bool:
     if not fnmatch.fnmatchcase(node.id, selector.id_glob):
         return False
-    return all(node.metadata.get(key) == value for key, value in selector.metadata.items())
+    if not all(node.metadata.get(key) == value for key, value in selector.metadata.items()):
+        return False
+    return all(requirement_matches(requirement, node.metadata) for requirement in selector.requirements)
+
+
+def requirement_matches(requirement: MetadataRequirement, metadata: Mapping[str, str]) -> bool:
+    """Kubernetes label-selector semantics: `NotIn` and `DoesNotExist` hold for an absent key."""
+    value = metadata.get(requirement.key)
+    operator = requirement.operator
+    if operator is SelectorOperator.EXISTS:
+        return value is not None
+    if operator is SelectorOperator.DOES_NOT_EXIST:
+        return value is None
+    if operator is SelectorOperator.IN:
+        return value is not None and value in requirement.values
+    return value is None or value not in requirement.values
 
 
 def select_policy(policies: PolicySet, node: Node) -> EgressPolicy | None:
-    """The first policy whose selector matches the node, or None (the node then gets no configuration)."""
+    """The first policy whose selector matches the node, or None (the node then gets no configuration).
+
+    This is the one place where what a node says about itself (its id and metadata: `namespace`, `labels.*`)
+    decides which policy, and so which proxy credentials, it receives. Today those are *claims*: any node can
+    say any namespace. An authenticator (mTLS identities or service-account token review, see the README's
+    trust model) will hand this function a `Node` whose identity keys it has verified, replacing the claimed
+    ones; nothing else needs to change.
+    """
     for policy in policies.policies:
         if selector_matches(policy.selector, node):
             return policy

@@ -32,8 +32,7 @@ def connection_log(tunnel_target: str | None = None) -> AccessLog:
 def request_log() -> AccessLog:
     """For HTTP chains: adds method, authority and status of each request."""
     request = (
-        "method=%REQ(:METHOD)% authority=%REQ(:AUTHORITY)% path=%REQ(:PATH)% status=%RESPONSE_CODE% "
-        "route=%ROUTE_NAME%"
+        "method=%REQ(:METHOD)% authority=%REQ(:AUTHORITY)% path=%REQ(:PATH)% status=%RESPONSE_CODE% route=%ROUTE_NAME%"
     )
     return _stdout(f"{_COMMON_FIELDS} {request} {_RESULT_FIELDS}\n")
 

@@ -11,6 +11,9 @@ Rules kept here (DESIGN.md section 5):
   request declared in `initial_resource_versions`). A subscribed name that does not exist is reported once in
   `removed_resources`, and sent when it appears.
 - Unsubscribing from `*` forgets the resources held only through it, so subscribing again re-sends them.
+
+For the status record, a NACK also notes which resource versions the client refused (everything sent since its
+last ACK); later ACKs then leave those out of what the client holds until a new version of them is sent.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import Protocol
-from egress_xds.xds.snapshot import PreparedResource, Snapshot
+from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
 from egress_xds.xds.state import TypeState, mark_sent, uses_of
 from egress_xds.xds.stream import AdsStream
 from egress_xds.xds.type_urls import WILDCARD
@@ -58,6 +61,33 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             _unsubscribe(state, request.resource_names_unsubscribe)
         if request.resource_names_subscribe:
             _subscribe(state, request.resource_names_subscribe, initial)
+
+    def _acked(self, state: TypeState) -> None:
+        status = state.status
+        previous = status.acked
+        super()._acked(state)
+        if not status.refused:
+            return
+        status.refused = {
+            name: version
+            for name, version in status.refused.items()
+            if (resource := state.sent.get(name)) is not None and resource.version == version
+        }
+        if status.refused:  # the client kept its previous version of what it refused (or nothing)
+            acked = {name: item for name, item in state.sent.items() if name not in status.refused}
+            acked.update((name, previous[name]) for name in status.refused if name in previous)
+            status.acked = acked
+            status.version_acked = set_version(acked.values())
+
+    def _nacked(self, state: TypeState, message: str) -> None:
+        super()._nacked(state, message)
+        status = state.status
+        offered = {
+            name: resource.version
+            for name, resource in state.sent.items()
+            if (held := status.acked.get(name)) is None or held.version != resource.version
+        }
+        status.refused = {**status.refused, **offered}
 
     def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from envoy.config.core.v3.base_pb2 import Node as NodeMessage
 from google.protobuf.struct_pb2 import Struct, Value
 
 from egress_xds.policy.node import Node
@@ -22,6 +23,25 @@ def node_from_proto(node: object | None) -> Node:
     metadata = getattr(node, "metadata", None)
     flat = dict(_flatten(metadata, "")) if isinstance(metadata, Struct) else {}
     return Node(id=node_id, metadata=flat)
+
+
+def node_identity(node: object | None) -> bytes:
+    """The identity part of an `envoy.config.core.v3.Node`, serialized, for CSDS to hand back.
+
+    Envoy's node also lists every extension compiled in (a few KiB); only who the node is is kept per stream.
+    """
+    if not isinstance(node, NodeMessage):
+        return b""
+    trimmed = NodeMessage(
+        id=node.id,
+        cluster=node.cluster,
+        user_agent_name=node.user_agent_name,
+        user_agent_version=node.user_agent_version,
+    )
+    for name in ("metadata", "locality", "user_agent_build_version"):
+        if node.HasField(name):
+            getattr(trimmed, name).CopyFrom(getattr(node, name))
+    return bytes(trimmed.SerializeToString(deterministic=True))
 
 
 def _flatten(struct: Struct, prefix: str) -> Iterator[tuple[str, str]]:

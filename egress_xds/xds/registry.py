@@ -9,10 +9,19 @@ from __future__ import annotations
 import enum
 import itertools
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from egress_xds.policy.node import Node
+
+if TYPE_CHECKING:
+    from egress_xds.xds.snapshot import PreparedResource
+
+Resources = Mapping[str, "PreparedResource"]
+NO_RESOURCES: Resources = MappingProxyType({})
+NO_VERSIONS: Mapping[str, str] = MappingProxyType({})
 
 
 class Protocol(enum.Enum):
@@ -29,6 +38,14 @@ class TypeStatus:
     `version_sent` / `version_acked` are versions of the set of that type the stream should hold (for Delta, the
     `system_version_info` of the response). Times are `time.time()` seconds; `last_update_time` is when the
     last response of this type was sent.
+
+    `sent`, `acked` and `rejected` are the resources the client holds once it applies the latest response, held
+    at its latest ACK, and was offered in the response it NACKed last: the admin API diffs them against what the
+    node should have. They are references to the stream's own never-mutated mappings, so they cost nothing.
+
+    `refused` (Delta only) maps resource names to versions the client rejected and that were not sent again: a
+    Delta response after a NACK carries only what changed since, so an ACK of it does not mean the client holds
+    the rejected resources, and `acked` / `version_acked` leave them out.
     """
 
     type_url: str
@@ -42,16 +59,33 @@ class TypeStatus:
     last_update_time: float | None = None
     resource_names: frozenset[str] = frozenset()
     wildcard: bool = False
+    sent: Resources = field(default_factory=lambda: NO_RESOURCES)
+    acked: Resources = field(default_factory=lambda: NO_RESOURCES)
+    rejected: Resources = field(default_factory=lambda: NO_RESOURCES)
+    refused: Mapping[str, str] = field(default_factory=lambda: NO_VERSIONS)
 
     @property
     def nacked(self) -> bool:
         """True while the latest response of this type was rejected and nothing newer was accepted."""
         return self.nack_version is not None and self.nack_version == self.version_sent
 
+    @property
+    def still_refused(self) -> bool:
+        """True while a resource version the client rejected is still the latest one sent (Delta)."""
+        return any(
+            (resource := self.sent.get(name)) is not None and resource.version == version
+            for name, version in self.refused.items()
+        )
+
 
 @dataclass
 class StreamRecord:
-    """One ADS stream: who is connected, from where, with which protocol, and what it ACKed or NACKed."""
+    """One ADS stream: who is connected, from where, with which protocol, and what it ACKed or NACKed.
+
+    `node_message` is the serialized `envoy.config.core.v3.Node` the client sent, trimmed to who it is (id,
+    cluster, metadata, locality, user agent): CSDS hands it back as is, and Envoy's long extension list is not
+    worth keeping per stream.
+    """
 
     stream_id: int
     protocol: Protocol
@@ -60,6 +94,7 @@ class StreamRecord:
     group: Hashable | None = None
     connected_at: float = field(default_factory=time.time)
     types: dict[str, TypeStatus] = field(default_factory=dict)
+    node_message: bytes = b""
 
     @property
     def node_id(self) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,7 @@ class _Running:
     service: AggregatedDiscoveryService
     port: int
     signal_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
 
 _RUNNING: weakref.WeakKeyDictionary[grpc.aio.Server, _Running] = weakref.WeakKeyDictionary()
@@ -151,9 +152,13 @@ async def start_server(
     *,
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
+    before_start: Callable[[grpc.aio.Server], Awaitable[None]] | None = None,
 ) -> grpc.aio.Server:
-    """Start serving ADS on `listen` (port 0: the OS picks one, see `bound_port`)."""
+    """Start serving ADS on `listen` (port 0: the OS picks one, see `bound_port`). `before_start` may add
+    services (the admin side) to the bound server before it starts."""
     server = create_server(cache, listen, registry=registry, options=options)
+    if before_start is not None:
+        await before_start(server)
     await server.start()
     log.info("ADS server listening on %s (port %d)", listen, bound_port(server))
     return server
@@ -169,10 +174,17 @@ def registry_of(server: grpc.aio.Server) -> StreamRegistry:
     return _RUNNING[server].service.registry
 
 
+def on_stopping(server: grpc.aio.Server, callback: Callable[[], Awaitable[None]]) -> None:
+    """Await `callback` when `stop_server` begins, before streams close (e.g. health turns NOT_SERVING)."""
+    _RUNNING[server].on_stopping.append(callback)
+
+
 async def stop_server(server: grpc.aio.Server, grace: float = 5.0) -> None:
     """Graceful stop: refuse new streams, end ours at once, give in-flight writes `grace` seconds."""
     running = _RUNNING.get(server)
     if running is not None:
+        for callback in running.on_stopping:
+            await callback()
         closed = running.service.close_streams()
         log.info("ADS server stopping: closing %d stream(s), grace %.1fs", closed, grace)
     await server.stop(grace)

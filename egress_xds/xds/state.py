@@ -25,6 +25,9 @@ class TypeState:
 
     `synced_version` is the version of the desired set the stream was last brought to; the same desired version
     is never sent twice, which is what keeps a NACKed config from being re-sent.
+
+    `change_time` (`time.monotonic()`) is when a configuration change first reached this stream and is not yet
+    ACKed: the ACK of the response carrying it observes the convergence time.
     """
 
     type_url: str
@@ -41,6 +44,7 @@ class TypeState:
     # reported as absent in `removed_resources`.
     known: dict[str, str] = field(default_factory=dict)
     reported_absent: set[str] = field(default_factory=set)
+    change_time: float | None = None
 
 
 def uses_of(resources: Iterable[PreparedResource]) -> frozenset[str]:

@@ -4,6 +4,9 @@ One coroutine owns all of a stream's state. A reader task only queues requests a
 cache sets the same event when the stream's snapshot changes. Each time the event fires, the stream handles the
 queued requests, then walks its types in ADS order (clusters, endpoints, listeners, routes) and writes whatever
 each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream.
+
+The stream also keeps the books the admin side reads (the `StreamRecord`) and the metrics: responses and bytes per
+type, NACKs, and convergence (from a change reaching the stream to the ACK of the response that carried it).
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Generic, TypeVar
 
+from egress_xds import metrics
 from egress_xds.policy.node import Node
 from egress_xds.xds.cache import SnapshotCache, Watch
-from egress_xds.xds.node import node_from_proto
+from egress_xds.xds.node import node_from_proto, node_identity
 from egress_xds.xds.registry import Protocol, StreamRecord, StreamRegistry
 from egress_xds.xds.snapshot import Snapshot
 from egress_xds.xds.state import TypeState, mark_acked
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL, ads_sort_key
+from egress_xds.xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
 
 RequestT = TypeVar("RequestT")
 
@@ -50,6 +54,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._states: dict[str, TypeState] = {}
         self._ordered: list[TypeState] = []
         self._watch: Watch | None = None
+        self._changed_at: float | None = None  # monotonic time of the oldest change not pushed yet
         self._ended = False
         self.closed_by_server = False
         self._nonces = itertools.count(1)
@@ -97,10 +102,12 @@ class AdsStream(ABC, Generic[RequestT]):
         if self._watch is not None:
             return
         node = node_from_proto(node_message)
-        self._watch = self._cache.watch(node, self._wake.set)
+        self._watch = self._cache.watch(node, self._config_changed)
         self.record.node = node
+        self.record.node_message = node_identity(node_message)
         self.record.group = self._watch.group
         self._registry.add(self.record)
+        metrics.stream_opened(self.protocol.value)
         log.info(
             "stream connected node=%s peer=%s protocol=%s group=%r",
             node.id or "-",
@@ -128,14 +135,22 @@ class AdsStream(ABC, Generic[RequestT]):
 
     def _acked(self, state: TypeState) -> None:
         mark_acked(state)
-        state.status.version_acked = state.status.version_sent
-        state.status.ack_time = time.time()
+        status = state.status
+        status.version_acked = status.version_sent
+        status.acked = state.sent
+        status.ack_time = time.time()
+        if state.change_time is not None:
+            metrics.converged(short_name(state.type_url), time.monotonic() - state.change_time)
+            state.change_time = None
 
     def _nacked(self, state: TypeState, message: str) -> None:
         status = state.status
         status.nack_message = message
         status.nack_time = time.time()
         status.nack_version = status.version_sent
+        status.rejected = state.sent
+        state.change_time = None  # this change never converges; the next one is timed afresh
+        metrics.nack_received(short_name(state.type_url))
         log.warning(
             "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
             self.record.node.id or "-",
@@ -157,6 +172,7 @@ class AdsStream(ABC, Generic[RequestT]):
         status.last_update_time = time.time()
         status.resource_names = frozenset(state.subscription.names)
         status.wildcard = state.subscription.wildcard
+        status.sent = state.sent
 
     # -- internals ---------------------------------------------------------------------------------------------
 
@@ -173,21 +189,32 @@ class AdsStream(ABC, Generic[RequestT]):
             self._ended = True
             self._wake.set()
 
+    def _config_changed(self) -> None:
+        """The cache's wake-up: this stream's snapshot (or group) changed."""
+        if self._changed_at is None:
+            self._changed_at = time.monotonic()
+        self._wake.set()
+
     async def _push(self, watch: Watch) -> None:
         self.record.group = watch.group
         snapshot = watch.snapshot()
         if snapshot is None:
             return
+        changed_at, self._changed_at = self._changed_at, None
         for state in self._ordered:
             payload = self._respond(snapshot, state)
             if payload is not None:
+                if changed_at is not None and state.change_time is None:
+                    state.change_time = changed_at
                 await self._write(payload)
+                metrics.response_sent(short_name(state.type_url), len(payload))
 
     def _finish(self) -> None:
         if self._watch is None:
             return
         self._watch.close()
         self._registry.remove(self.record.stream_id)
+        metrics.stream_closed(self.protocol.value)
         log.info(
             "stream disconnected node=%s peer=%s protocol=%s after %.1fs",
             self.record.node.id or "-",

@@ -30,6 +30,22 @@ WILDCARD = "*"
 
 _ORDER_INDEX = {type_url: index for index, type_url in enumerate(ADS_ORDER)}
 
+# The names Envoy's own stats and tools use for each type (`cluster_manager.cds`, `listener_manager.lds`, ...).
+SHORT_NAMES: dict[str, str] = {
+    CLUSTER_TYPE_URL: "cds",
+    ENDPOINT_TYPE_URL: "eds",
+    LISTENER_TYPE_URL: "lds",
+    ROUTE_TYPE_URL: "rds",
+    SECRET_TYPE_URL: "sds",
+}
+OTHER_TYPE = "other"
+
+
+def short_name(type_url: str) -> str:
+    """`cds`, `lds`, ... for a known type; `other` for anything else, so that metric labels stay bounded even
+    when a client asks for arbitrary type URLs."""
+    return SHORT_NAMES.get(type_url, OTHER_TYPE)
+
 
 def ads_sort_key(type_url: str) -> tuple[int, str]:
     """Sort key that puts type URLs in ADS sending order."""
@@ -42,8 +58,11 @@ __all__ = [
     "ENDPOINT_TYPE_URL",
     "FULL_STATE_TYPES",
     "LISTENER_TYPE_URL",
+    "OTHER_TYPE",
     "ROUTE_TYPE_URL",
     "SECRET_TYPE_URL",
+    "SHORT_NAMES",
     "WILDCARD",
     "ads_sort_key",
+    "short_name",
 ]

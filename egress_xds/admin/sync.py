@@ -1,0 +1,167 @@
+"""Is a stream in sync, per resource type and per resource? The one set of rules behind CSDS, the admin API and
+`egress-xds status`.
+
+A type on a stream is, checked in this order:
+
+- NOT SENT: no response of this type went out on this stream yet (also while the node's policy has no snapshot).
+- NACK: Envoy rejected the latest response of this type, or (Delta) a resource version it rejected is still the
+  latest sent; it keeps running what it ACKed before, and the server does not send that version again (CSDS:
+  ERROR).
+- STALE: the latest response is waiting for its ACK, or the ACKed set is not what the node should have now
+  (e.g. a cluster kept for make-before-break until Envoy ACKs the listeners that no longer use it).
+- SYNCED: the latest response was ACKed and it is exactly what the node should have now.
+
+"What the node should have now" (`expected`) is its group's current snapshot, filtered by what the stream
+subscribed to. Versions are content hashes, so comparing versions compares contents.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass
+
+from egress_xds.xds.cache import SnapshotCache
+from egress_xds.xds.registry import StreamRecord, TypeStatus
+from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
+from egress_xds.xds.type_urls import ads_sort_key
+
+
+class SyncState(enum.Enum):
+    """The value is what `egress-xds status` prints."""
+
+    SYNCED = "SYNCED"
+    NOT_SENT = "NOT SENT"
+    STALE = "STALE"
+    NACKED = "NACK"
+
+
+@dataclass(frozen=True)
+class TypeSync:
+    """One type on one stream: its state, since when (`time.time()`), and what the node should have."""
+
+    status: TypeStatus
+    state: SyncState
+    since: float
+    expected: ResourceSet | None  # None while the node waits for a snapshot
+
+    @property
+    def type_url(self) -> str:
+        return self.status.type_url
+
+
+class ResourceState(enum.Enum):
+    """One resource on one stream (CSDS `client_status` in the comments)."""
+
+    SYNCED = "synced"  # the node ACKed the version it should have (ACKED)
+    PENDING = "pending"  # sent or to be sent, not ACKed yet (REQUESTED)
+    REJECTED = "rejected"  # changed by the response the node NACKed (NACKED)
+    EXTRA = "extra"  # the node holds it but should not any more (ACKED, config STALE)
+    ABSENT = "absent"  # subscribed by name, and no such resource exists (DOES_NOT_EXIST)
+
+
+@dataclass(frozen=True)
+class ResourceSync:
+    """One resource: the version the node ACKed, the version sent last and the version it should have ("" = none)."""
+
+    name: str
+    acked: PreparedResource | None
+    sent: PreparedResource | None
+    expected: PreparedResource | None
+    rejected: PreparedResource | None  # the version in the NACKed response, while that NACK is current
+    state: ResourceState
+
+    @staticmethod
+    def version(resource: PreparedResource | None) -> str:
+        return resource.version if resource is not None else ""
+
+
+def snapshot_of(cache: SnapshotCache, record: StreamRecord) -> Snapshot | None:
+    return cache.snapshot_for_group(record.group)
+
+
+def expected_set(snapshot: Snapshot | None, status: TypeStatus) -> ResourceSet | None:
+    """The resources of the status' type the stream should hold per its subscription (no make-before-break)."""
+    if snapshot is None:
+        return None
+    available = snapshot.resources(status.type_url)
+    if status.wildcard:
+        return available
+    selected = {name: available.resources[name] for name in status.resource_names if name in available}
+    if len(selected) == len(available):
+        return available
+    return ResourceSet(status.type_url, selected)
+
+
+def type_sync(record: StreamRecord, status: TypeStatus, snapshot: Snapshot | None) -> TypeSync:
+    """Apply the rules of the module docstring to one type of one stream."""
+    expected = expected_set(snapshot, status)
+    if status.last_update_time is None:
+        return TypeSync(status, SyncState.NOT_SENT, record.connected_at, expected)
+    if status.nacked or status.still_refused:
+        return TypeSync(status, SyncState.NACKED, status.nack_time or status.last_update_time, expected)
+    if status.version_acked != status.version_sent or status.ack_time is None:
+        return TypeSync(status, SyncState.STALE, status.last_update_time, expected)
+    if expected is not None and expected.version != status.version_acked:
+        return TypeSync(status, SyncState.STALE, max(status.ack_time, status.last_update_time), expected)
+    return TypeSync(status, SyncState.SYNCED, status.ack_time, expected)
+
+
+def stream_sync(record: StreamRecord, cache: SnapshotCache) -> list[TypeSync]:
+    """Every type the stream asked for, in ADS order."""
+    snapshot = snapshot_of(cache, record)
+    types = sorted(record.types.values(), key=lambda status: ads_sort_key(status.type_url))
+    return [type_sync(record, status, snapshot) for status in types]
+
+
+def resource_syncs(sync: TypeSync) -> Iterator[ResourceSync]:
+    """Per resource, in name order: every name the node holds, was sent, should have, or asked for."""
+    status = sync.status
+    expected: Mapping[str, PreparedResource] = sync.expected.resources if sync.expected is not None else {}
+    names = set(status.acked) | set(status.sent) | set(expected)
+    if not status.wildcard:
+        names |= status.resource_names
+    for name in sorted(names):
+        acked = status.acked.get(name)
+        sent = status.sent.get(name)
+        wanted = expected.get(name)
+        offered = _refused(sync, name, acked)
+        yield ResourceSync(name, acked, sent, wanted, offered, _resource_state(acked, wanted, offered, sync))
+
+
+def _refused(sync: TypeSync, name: str, acked: PreparedResource | None) -> PreparedResource | None:
+    """The version of `name` the node rejected, while that rejection is current."""
+    status = sync.status
+    offered = status.rejected.get(name)
+    if offered is None or sync.state is not SyncState.NACKED:
+        return None
+    if status.refused:  # Delta: exactly the versions refused and not sent again
+        return offered if status.refused.get(name) == offered.version else None
+    return None if acked is not None and acked.version == offered.version else offered  # unchanged by the NACK
+
+
+def _resource_state(
+    acked: PreparedResource | None,
+    expected: PreparedResource | None,
+    rejected: PreparedResource | None,
+    sync: TypeSync,
+) -> ResourceState:
+    if rejected is not None:
+        return ResourceState.REJECTED
+    if expected is None:
+        if acked is not None:
+            return ResourceState.EXTRA
+        return ResourceState.ABSENT if sync.expected is not None else ResourceState.PENDING
+    if acked is not None and acked.version == expected.version:
+        return ResourceState.SYNCED
+    return ResourceState.PENDING
+
+
+def group_labels(group: Hashable | None, record: StreamRecord) -> tuple[str, str]:
+    """(policy name, mode) of a stream's group. Groups made by `publish` are `(policy, mode)`; other producers
+    (tests, future sources) may use any key, shown as text. No group: no policy selects the node."""
+    if isinstance(group, tuple) and len(group) == 2 and all(isinstance(part, str) for part in group):
+        return group[0], group[1]
+    if group is None:
+        return "", record.node.mode.value
+    return str(group), record.node.mode.value

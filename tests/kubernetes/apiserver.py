@@ -1,0 +1,594 @@
+"""An in-process Kubernetes API server for the resources egress-xds watches, faithful to the list/watch protocol.
+
+It serves, over real HTTP/1.1 on a socket the test owns (127.0.0.1, port 0, or a socket made in a lab namespace):
+
+- `GET` list of `egressproxies` (all namespaces or one), `clusteregressproxies` and `secrets` (`labelSelector`
+  with `=`, `==`, `!=`, `key`, `!key`), answering the list's `metadata.resourceVersion`;
+- `GET ...?watch=1&resourceVersion=N&allowWatchBookmarks=true&timeoutSeconds=T`: a chunked stream of
+  `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": ...}` lines, one JSON document per line, with every
+  change after N; without N (or N=0) first a synthetic ADDED per existing object, as the real server does;
+  objects that start or stop matching a label selector arrive as ADDED / DELETED;
+- `410 Gone` as the real server sends it: a 200 stream holding one ERROR event with a `Status` of code 410, when N
+  is older than the retained history (see `compact`), or on demand (`expire_watches`);
+- `PATCH .../{name}/status` with `application/merge-patch+json` (RFC 7386) or `application/json-patch+json`
+  (RFC 6902): only `.status` changes, `resourceVersion` moves, `generation` does not; 415 for other types;
+- abrupt failures: `drop_watches` cuts every open watch mid-stream (no final chunk), `stop`/`start` restart the
+  server on the same port with its storage kept (etcd survives an API server restart).
+
+The test changes objects with `apply` / `delete` (as another client would); every request is recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime
+import http.server
+import itertools
+import json
+import socket
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from egress_xds.sources.kubernetes.api import GROUP, VERSION, Kind
+
+Obj = dict[str, Any]
+SocketFactory = Callable[[int], socket.socket]  # port (0: any) -> a bound, listening socket
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    plural: str
+    kind: str
+    api_version: str
+    namespaced: bool
+    has_generation: bool
+
+
+TYPES = {
+    Kind.EGRESS_PROXY.plural: ResourceType(Kind.EGRESS_PROXY.plural, "EgressProxy", f"{GROUP}/{VERSION}", True, True),
+    Kind.CLUSTER_EGRESS_PROXY.plural: ResourceType(
+        Kind.CLUSTER_EGRESS_PROXY.plural, "ClusterEgressProxy", f"{GROUP}/{VERSION}", False, True
+    ),
+    "secrets": ResourceType("secrets", "Secret", "v1", True, False),
+}
+_CREATED = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Change:
+    resource_version: int
+    plural: str
+    old: Obj | None
+    new: Obj | None  # None: deleted (old holds the last state)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any = None
+
+
+@dataclass
+class _Watch:
+    plural: str
+    namespace: str | None
+    selector: str
+    bookmarks: bool
+    connection: socket.socket
+    expire: bool = False
+    cut: bool = False
+
+
+def loopback_socket(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(64)
+    return sock
+
+
+@dataclass
+class FakeApiServer:
+    """See the module docstring. Use as a context manager, or `start()` / `stop()`."""
+
+    socket_factory: SocketFactory = loopback_socket
+    token: str | None = None  # when set, requests must carry `Authorization: Bearer <token>`
+    tls: ssl.SSLContext | None = None
+    bookmark_interval: float = 0.5
+    port: int = 0
+    requests: list[Request] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Condition()
+        self._objects: dict[tuple[str, str, str], Obj] = {}
+        self._history: list[Change] = []
+        self._version = 1
+        self._oldest = 1  # the oldest resourceVersion a watch may start from
+        self._watches: list[_Watch] = []
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.host = "127.0.0.1"
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeApiServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    def start(self) -> FakeApiServer:
+        sock = self.socket_factory(self.port)
+        self.port = sock.getsockname()[1]
+        if self.tls is not None:
+            sock = self.tls.wrap_socket(sock, server_side=True)
+        server = _HttpServer(self)
+        server.socket = sock
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listening socket and every open connection (the client sees a dead server)."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        self.drop_watches()
+        with self._lock:
+            connections = list(server.connections)
+        for connection in connections:
+            _shutdown(connection)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    # -- what a test does to the cluster -------------------------------------------------------------------------
+
+    def apply(self, obj: Obj) -> Obj:
+        """Create or replace an object (spec changes bump `generation`; `status` is kept, as with a status
+        subresource). Returns the stored object."""
+        plural = _plural_of(obj)
+        meta = obj.setdefault("metadata", {})
+        key = (plural, meta.get("namespace", "") if TYPES[plural].namespaced else "", meta["name"])
+        with self._lock:
+            old = self._objects.get(key)
+            new = copy.deepcopy(obj)
+            new["apiVersion"], new["kind"] = TYPES[plural].api_version, TYPES[plural].kind
+            new_meta = new["metadata"]
+            if old is None:
+                new_meta["uid"] = str(uuid.uuid4())
+                new_meta.setdefault("creationTimestamp", _timestamp(next(_CREATED)))
+                if TYPES[plural].has_generation:
+                    new_meta["generation"] = 1
+                new.pop("status", None)
+            else:
+                for kept in ("uid", "creationTimestamp", "generation"):
+                    if kept in old["metadata"]:
+                        new_meta[kept] = old["metadata"][kept]
+                if TYPES[plural].has_generation and _without_status_and_meta(old) != _without_status_and_meta(new):
+                    new_meta["generation"] = old["metadata"]["generation"] + 1
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                else:
+                    new.pop("status", None)
+            self._record(plural, key, old, new)
+            return copy.deepcopy(new)
+
+    def delete(self, plural: str, name: str, namespace: str = "") -> None:
+        key = (plural, namespace if TYPES[plural].namespaced else "", name)
+        with self._lock:
+            old = self._objects.get(key)
+            if old is not None:
+                self._record(plural, key, old, None)
+
+    def get(self, plural: str, name: str, namespace: str = "") -> Obj | None:
+        with self._lock:
+            found = self._objects.get((plural, namespace, name))
+            return copy.deepcopy(found) if found is not None else None
+
+    @property
+    def resource_version(self) -> int:
+        with self._lock:
+            return self._version
+
+    def compact(self) -> None:
+        """Forget the history (like etcd compaction): a watch from an older resourceVersion gets 410 Gone."""
+        with self._lock:
+            self._oldest = self._version + 1
+            self._history.clear()
+
+    def expire_watches(self) -> None:
+        """Send an ERROR 410 event on every open watch and end it, as a server whose watch cache moved on."""
+        with self._lock:
+            for watch in self._watches:
+                watch.expire = True
+            self._lock.notify_all()
+
+    def drop_watches(self) -> None:
+        """Cut every open watch connection in the middle of its chunked stream."""
+        with self._lock:
+            for watch in self._watches:
+                watch.cut = True
+                _shutdown(watch.connection)
+            self._lock.notify_all()
+
+    def open_watches(self, plural: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for watch in self._watches if plural is None or watch.plural == plural)
+
+    def requests_for(self, method: str, path_part: str) -> list[Request]:
+        with self._lock:
+            return [r for r in self.requests if r.method == method and path_part in r.path]
+
+    # -- internals -------------------------------------------------------------------------------------------------
+
+    def _record(self, plural: str, key: tuple[str, str, str], old: Obj | None, new: Obj | None) -> None:
+        self._version += 1
+        if new is None:
+            deleted = copy.deepcopy(old)
+            assert deleted is not None
+            deleted["metadata"]["resourceVersion"] = str(self._version)
+            del self._objects[key]
+            self._history.append(Change(self._version, plural, deleted, None))
+        else:
+            new["metadata"]["resourceVersion"] = str(self._version)
+            self._objects[key] = new
+            self._history.append(Change(self._version, plural, copy.deepcopy(old), copy.deepcopy(new)))
+        self._lock.notify_all()
+
+    def _list(self, plural: str, namespace: str | None, selector: str) -> tuple[list[Obj], int]:
+        with self._lock:
+            items = [
+                copy.deepcopy(obj)
+                for (kind, ns, _), obj in sorted(self._objects.items())
+                if kind == plural and (namespace is None or ns == namespace) and _selects(selector, obj)
+            ]
+            return items, self._version
+
+    def _patch_status(self, plural: str, namespace: str, name: str, content_type: str, body: Any) -> tuple[int, Obj]:
+        with self._lock:
+            key = (plural, namespace, name)
+            old = self._objects.get(key)
+            if old is None:
+                return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
+            if content_type == "application/merge-patch+json":
+                patched = merge_patch(copy.deepcopy(old), body)
+            elif content_type == "application/json-patch+json":
+                try:
+                    patched = json_patch(copy.deepcopy(old), body)
+                except (KeyError, IndexError, ValueError) as error:
+                    return 422, _status(422, "Invalid", f"json patch: {error}")
+            else:
+                return 415, _status(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
+            new = copy.deepcopy(old)
+            if "status" in patched:
+                new["status"] = patched["status"]
+            else:
+                new.pop("status", None)
+            self._record(plural, key, old, new)
+            return 200, copy.deepcopy(new)
+
+    def _events_after(self, watch: _Watch, position: int) -> Iterator[tuple[str, Obj]]:
+        for change in self._history:
+            if change.resource_version <= position or change.plural != watch.plural:
+                continue
+            obj = change.new if change.new is not None else change.old
+            assert obj is not None
+            if watch.namespace is not None and obj["metadata"].get("namespace") != watch.namespace:
+                continue
+            before = change.old is not None and _selects(watch.selector, change.old)
+            after = change.new is not None and _selects(watch.selector, change.new)
+            if change.new is None and before:
+                yield "DELETED", change.old  # type: ignore[misc]
+            elif before and after:
+                yield "MODIFIED", change.new  # type: ignore[misc]
+            elif after:
+                yield "ADDED", change.new  # type: ignore[misc]
+            elif before and change.new is not None:
+                # stopped matching the selector: the watcher sees it go away, in its new state
+                yield "DELETED", change.new
+
+
+class _HttpServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, api: FakeApiServer) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
+        self.api = api
+        self.connections: set[socket.socket] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.api._lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.api._lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HttpServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    @property
+    def api(self) -> FakeApiServer:
+        return self.server.api
+
+    def do_GET(self) -> None:
+        route = self._route()
+        if route is None:
+            return
+        plural, namespace, name, subresource, query = route
+        if name is not None or subresource is not None:
+            found = self.api.get(plural, name or "", namespace or "")
+            self._json(200 if found else 404, found or _status(404, "NotFound", f"{plural} {name} not found"))
+            return
+        selector = query.get("labelSelector", "")
+        if query.get("watch") in ("1", "true"):
+            self._watch(plural, namespace, selector, query)
+            return
+        items, version = self.api._list(plural, namespace, selector)
+        kind = TYPES[plural]
+        self._json(
+            200,
+            {
+                "kind": f"{kind.kind}List",
+                "apiVersion": kind.api_version,
+                "metadata": {"resourceVersion": str(version)},
+                "items": items,
+            },
+        )
+
+    def do_PATCH(self) -> None:
+        route = self._route()
+        if route is None:
+            return
+        plural, namespace, name, subresource, _query = route
+        body = self._body()
+        if name is None or subresource != "status":
+            self._json(405, _status(405, "MethodNotAllowed", "only the status subresource is patched here"))
+            return
+        content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
+        code, result = self.api._patch_status(plural, namespace or "", name, content_type, body)
+        self._json(code, result)
+
+    # -- helpers -------------------------------------------------------------------------------------------------
+
+    def _route(self) -> tuple[str, str | None, str | None, str | None, dict[str, str]] | None:
+        parts = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        body = None
+        if self.command == "PATCH":
+            body = self._read_body()
+        with self.api._lock:
+            self.api.requests.append(Request(self.command, parts.path, query, headers, body))
+        if self.api.token is not None:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or token != self.api.token:
+                self._json(401, _status(401, "Unauthorized", "Unauthorized"))
+                return None
+        segments = [segment for segment in parts.path.split("/") if segment]
+        if segments[:3] == ["apis", GROUP, VERSION]:
+            rest = segments[3:]
+        elif segments[:2] == ["api", "v1"]:
+            rest = segments[2:]
+        else:
+            self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
+            return None
+        namespace = None
+        if len(rest) >= 2 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest or rest[0] not in TYPES or len(rest) > 3:
+            self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
+            return None
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        return plural, namespace, name, subresource, query
+
+    def _read_body(self) -> Any:
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length) if length else b""
+        self._raw_body = json.loads(raw) if raw else None
+        return self._raw_body
+
+    def _body(self) -> Any:
+        return getattr(self, "_raw_body", None)
+
+    def _json(self, code: int, body: Obj) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _watch(self, plural: str, namespace: str | None, selector: str, query: dict[str, str]) -> None:
+        api = self.api
+        watch = _Watch(plural, namespace, selector, query.get("allowWatchBookmarks") == "true", self.connection)
+        timeout = float(query.get("timeoutSeconds", "1800"))
+        deadline = time.monotonic() + timeout
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        requested = query.get("resourceVersion", "")
+        with api._lock:
+            api._watches.append(watch)
+            position = int(requested) if requested not in ("", "0") else api._version
+            initial = [] if requested not in ("", "0") else api._list(plural, namespace, selector)[0]
+            too_old = requested not in ("", "0") and position + 1 < api._oldest
+        try:
+            if too_old:
+                self._event("ERROR", _status(410, "Expired", f"too old resource version: {position} ({api._oldest})"))
+                self._end()
+                return
+            for obj in initial:
+                self._event("ADDED", obj)
+            last_bookmark = time.monotonic()
+            while True:
+                with api._lock:
+                    if not watch.cut and not watch.expire and api._server is not None:
+                        api._lock.wait(0.05)
+                    if watch.cut or api._server is None:
+                        return
+                    if watch.expire:
+                        expired = _status(410, "Expired", "The resourceVersion for the provided watch is too old.")
+                        pending: list[tuple[str, Obj]] = [("ERROR", expired)]
+                    else:
+                        pending = [(kind, copy.deepcopy(obj)) for kind, obj in api._events_after(watch, position)]
+                        position = api._version
+                for event_type, obj in pending:
+                    self._event(event_type, obj)
+                if watch.expire or time.monotonic() >= deadline:
+                    self._end()
+                    return
+                if watch.bookmarks and time.monotonic() - last_bookmark >= api.bookmark_interval:
+                    last_bookmark = time.monotonic()
+                    kind = TYPES[plural]
+                    marker = {"kind": kind.kind, "apiVersion": kind.api_version}
+                    self._event("BOOKMARK", {**marker, "metadata": {"resourceVersion": str(position)}})
+        except OSError:
+            return  # the client went away, or drop_watches cut the connection
+        finally:
+            with api._lock:
+                if watch in api._watches:
+                    api._watches.remove(watch)
+            self.close_connection = True
+
+    def _event(self, event_type: str, obj: Obj) -> None:
+        line = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
+        self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
+
+    def _end(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+
+
+# -- the protocol's pure parts ---------------------------------------------------------------------------------------
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def json_patch(document: Any, operations: Any) -> Any:
+    """RFC 6902 JSON patch: add, replace, remove, test (what status writers use)."""
+    if not isinstance(operations, list):
+        raise ValueError("expected a list of operations")
+    for operation in operations:
+        path = [_unescape(part) for part in operation["path"].split("/")[1:]]
+        parent = document
+        for part in path[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = path[-1] if path else ""
+        op = operation["op"]
+        if op == "test":
+            current = parent[int(last)] if isinstance(parent, list) else parent[last]
+            if current != operation["value"]:
+                raise ValueError(f"test failed at {operation['path']}")
+        elif op in ("add", "replace"):
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if op == "add":
+                    parent.insert(index, operation["value"])
+                else:
+                    parent[index] = operation["value"]
+            else:
+                if op == "replace" and last not in parent:
+                    raise KeyError(operation["path"])
+                parent[last] = operation["value"]
+        elif op == "remove":
+            if isinstance(parent, list):
+                del parent[int(last)]
+            else:
+                del parent[last]
+        else:
+            raise ValueError(f"unsupported op {op!r}")
+    return document
+
+
+def _unescape(part: str) -> str:
+    return part.replace("~1", "/").replace("~0", "~")
+
+
+def _selects(selector: str, obj: Obj) -> bool:
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for term in filter(None, (term.strip() for term in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _status(code: int, reason: str, message: str) -> Obj:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def _plural_of(obj: Obj) -> str:
+    for plural, kind in TYPES.items():
+        if kind.kind == obj.get("kind"):
+            return plural
+    raise ValueError(f"unknown kind {obj.get('kind')!r}")
+
+
+def _without_status_and_meta(obj: Obj) -> Obj:
+    return {key: value for key, value in obj.items() if key not in ("status", "metadata")}
+
+
+def _timestamp(sequence: int) -> str:
+    base = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    return (base + datetime.timedelta(seconds=sequence)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _shutdown(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        connection.shutdown(socket.SHUT_RDWR)

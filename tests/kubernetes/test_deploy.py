@@ -1,0 +1,237 @@
+"""`deploy/` offline: every manifest validates against the Kubernetes schemas (kubernetes-validate), the examples
+validate against our CRDs' schemas and are accepted by the server's converter, the CRD schemas are structural,
+the kustomizations list exactly the files there are, and the ClusterRole grants what the server uses, no more."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from egress_xds.cli import _parser
+from egress_xds.sources.kubernetes.api import API_VERSION, GROUP, Kind, ResourceRef
+from egress_xds.sources.kubernetes.convert import policy_from_resource
+from tests.kubernetes.apiserver import FakeApiServer
+from tests.kubernetes.conftest import StartSource, eventually
+from tests.kubernetes.resources import egress_proxy
+from tests.support.requirements import need_binary
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+KUBERNETES_VERSION = "1.31"  # the oldest version the manifests claim (native sidecars need 1.29)
+CUSTOM_KINDS = {kind.value for kind in Kind}
+
+
+def manifest_files() -> list[Path]:
+    return sorted(path for path in DEPLOY.rglob("*.yaml") if path.name != "kustomization.yaml")
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def all_documents() -> list[tuple[Path, dict[str, Any]]]:
+    return [(path, doc) for path in manifest_files() for doc in documents(path)]
+
+
+def crd_schema(kind: Kind) -> dict[str, Any]:
+    for _, doc in all_documents():
+        if doc["kind"] == "CustomResourceDefinition" and doc["spec"]["names"]["kind"] == kind.value:
+            schema: dict[str, Any] = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+            return schema
+    raise AssertionError(f"no CRD for {kind.value}")
+
+
+def validate_custom(doc: dict[str, Any]) -> None:
+    jsonschema.validate(doc, crd_schema(Kind(doc["kind"])), cls=jsonschema.Draft7Validator)
+
+
+@pytest.mark.parametrize(
+    ("path", "index"),
+    [(path, index) for path in manifest_files() for index in range(len(documents(path)))],
+    ids=lambda value: str(value.relative_to(DEPLOY)) if isinstance(value, Path) else str(value),
+)
+def test_manifest_validates(path: Path, index: int) -> None:
+    doc = documents(path)[index]
+    if doc["kind"] in CUSTOM_KINDS:
+        assert doc["apiVersion"] == API_VERSION
+        validate_custom(doc)
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_example_resources_are_accepted_by_the_server() -> None:
+    docs = [doc for _, doc in all_documents()]
+    secrets = {}
+    for doc in docs:
+        if doc["kind"] == "Secret":
+            string_data = doc.get("stringData") or {}
+            secrets[(doc["metadata"]["namespace"], doc["metadata"]["name"])] = {"stringData": string_data}
+    custom = [doc for doc in docs if doc["kind"] in CUSTOM_KINDS]
+    assert {doc["kind"] for doc in custom} == CUSTOM_KINDS
+    for doc in custom:
+        kind = Kind(doc["kind"])
+        ref = ResourceRef(
+            kind, doc["metadata"].get("namespace", "") if kind.namespaced else "", doc["metadata"]["name"]
+        )
+        policy = policy_from_resource(ref, doc, secrets)
+        assert all(proxy.credentials is not None for proxy in policy.proxies.values() if proxy.name != "partner")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"httpsProxy": "http://user:pw@proxy:3128"}, "httpsProxy"),
+        ({"rawTcp": "sideways"}, "rawTcp"),
+        ({"rules": [{"action": "tunnel"}]}, "action"),
+        ({"rules": [{"action": "direct", "ports": [70000]}]}, "ports"),
+        ({"proxies": {"p": {"url": "ftp://proxy:21"}}}, "url"),
+        ({"proxies": {"p": {"endpoints": [{"url": "http://a:1", "priority": 200}]}}}, "priority"),
+        ({"workloadSelector": {"matchExpressions": [{"key": "app", "operator": "Near"}]}}, "operator"),
+        ({"credentialsSecretRef": {}}, "name"),
+        ({"noProxy": ".svc,.cluster.local"}, "noProxy"),
+    ],
+)
+def test_the_crd_schema_rejects_malformed_specs(change: dict[str, Any], field: str) -> None:
+    resource = egress_proxy("corp", "shop", httpsProxy="http://proxy:3128")
+    resource["spec"].update(change)
+    with pytest.raises(jsonschema.ValidationError) as caught:
+        validate_custom(resource)
+    assert field in "/".join(str(part) for part in caught.value.absolute_path) + caught.value.message
+
+
+def test_crd_schemas_are_structural_and_the_two_kinds_agree() -> None:
+    def walk(node: dict[str, Any], path: str) -> None:
+        preserved = node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string")
+        assert "type" in node or preserved, f"{path}: a structural schema needs a type"
+        for name, child in (node.get("properties") or {}).items():
+            walk(child, f"{path}.{name}")
+        if isinstance(node.get("additionalProperties"), dict):
+            assert "properties" not in node, f"{path}: properties and additionalProperties exclude each other"
+            walk(node["additionalProperties"], f"{path}.*")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    namespaced, cluster = crd_schema(Kind.EGRESS_PROXY), crd_schema(Kind.CLUSTER_EGRESS_PROXY)
+    walk(namespaced, "EgressProxy")
+    walk(cluster, "ClusterEgressProxy")
+
+    ref = cluster["properties"]["spec"]["properties"]["credentialsSecretRef"]
+    assert ref["required"] == ["name", "namespace"]
+    assert "namespace" not in namespaced["properties"]["spec"]["properties"]["credentialsSecretRef"]["properties"]
+    spec_n, spec_c = namespaced["properties"]["spec"]["properties"], cluster["properties"]["spec"]["properties"]
+    assert set(spec_n) == set(spec_c) == {
+        "httpProxy", "httpsProxy", "noProxy", "proxies", "rules", "rawTcp", "workloadSelector", "credentialsSecretRef"
+    }  # fmt: skip
+    for key in ("httpProxy", "httpsProxy", "noProxy", "rules", "rawTcp"):
+        assert spec_n[key] == spec_c[key], key
+
+
+def kustomizations() -> list[Path]:
+    return sorted(DEPLOY.rglob("kustomization.yaml"))
+
+
+def test_kustomizations_list_exactly_the_manifests() -> None:
+    listed: set[Path] = set()
+    for kustomization in kustomizations():
+        data = yaml.safe_load(kustomization.read_text())
+        assert set(data) <= {"apiVersion", "kind", "resources"}, kustomization
+        for entry in data["resources"]:
+            path = (kustomization.parent / entry).resolve()
+            assert path.is_file(), f"{kustomization}: {entry} does not exist"
+            assert path not in listed, f"{entry} is listed twice"
+            listed.add(path)
+    assert listed == {path.resolve() for path in manifest_files()}
+
+
+@pytest.mark.parametrize("directory", [path.parent for path in kustomizations()], ids=lambda p: p.name)
+def test_kubectl_kustomize_builds(directory: Path) -> None:
+    kubectl = need_binary("kubectl", "install kubectl (e.g. apt-get install kubectl from the Kubernetes repository)")
+    result = subprocess.run(
+        [str(kubectl), "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    built = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    data = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    expected = [doc for entry in data["resources"] for doc in documents(directory / entry)]
+    key = lambda doc: (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, built)) == sorted(map(key, expected))
+
+
+def containers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    spec = doc["spec"]["template"]["spec"]
+    return {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
+
+
+def egress_xds_args(container: dict[str, Any]) -> list[str]:
+    if container.get("command") == ["sh", "-c"]:
+        text = container["args"][0].split(">")[0]
+        text = text.replace('"$(POD_NAME).$(POD_NAMESPACE)"', "pod.ns")
+        words = text.split()
+        assert words[0] == "egress-xds"
+        return words[1:]
+    return list(container["args"])
+
+
+def test_workloads_run_what_the_cli_accepts_with_the_promised_security() -> None:
+    deployments = {doc["metadata"]["name"]: doc for _, doc in all_documents() if doc["kind"] == "Deployment"}
+    server = containers(deployments["egress-xds"])["egress-xds"]
+    app = containers(deployments["client"])
+    for container in (server, app["egress-capture"], app["egress-bootstrap"]):
+        _parser().parse_args(egress_xds_args(container))  # exits (fails the test) on an unknown flag
+    assert "--kubernetes" in server["args"]
+    security = server["securityContext"]
+    assert security["readOnlyRootFilesystem"] and security["capabilities"]["drop"] == ["ALL"]
+    assert deployments["egress-xds"]["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+    assert {"startupProbe", "readinessProbe", "livenessProbe", "resources"} <= set(server)
+    assert app["envoy"]["securityContext"]["runAsUser"] == 1337 and app["envoy"]["restartPolicy"] == "Always"
+    assert "--envoy-uid" in app["egress-capture"]["args"] and "1337" in app["egress-capture"]["args"]
+    assert app["egress-capture"]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
+    assert app["app"]["securityContext"]["runAsUser"] != 1337, "the app must not share Envoy's uid (never captured)"
+
+
+def cluster_role() -> list[dict[str, Any]]:
+    for _, doc in all_documents():
+        if doc["kind"] == "ClusterRole":
+            rules: list[dict[str, Any]] = doc["rules"]
+            return rules
+    raise AssertionError("no ClusterRole")
+
+
+def needed_permission(method: str, path: str, query: dict[str, str]) -> tuple[str, str, str]:
+    """(apiGroup, resource, verb) the API server's authorizer checks for a request."""
+    parts = [part for part in path.split("/") if part]
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[2:] if parts[0] == "api" else parts[3:]
+    if rest[0] == "namespaces":
+        rest = rest[2:]
+    resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
+    if method == "PATCH":
+        return group, resource, "patch"
+    if len(rest) > 1:
+        return group, resource, "get"
+    return group, resource, "watch" if query.get("watch") in ("1", "true") else "list"
+
+
+async def test_the_cluster_role_grants_exactly_what_the_server_uses(
+    api: FakeApiServer, start_source: StartSource
+) -> None:
+    api.apply(egress_proxy("corp", "shop", httpsProxy="http://proxy:3128"))
+    api.apply({"apiVersion": API_VERSION, "kind": "ClusterEgressProxy", "metadata": {"name": "d"},
+               "spec": {"httpsProxy": "http://proxy:3128"}})  # fmt: skip
+    await start_source()
+    await eventually(lambda: len(api.requests_for("PATCH", "/status")) == 2 and api.open_watches() == 3, "all used")
+    used = {needed_permission(r.method, r.path, r.query) for r in api.requests}
+    granted = {
+        (group, resource, verb)
+        for rule in cluster_role()
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert used == granted
+    assert {group for group, _, _ in granted} == {GROUP, ""}

@@ -1,0 +1,75 @@
+"""Node selectors: id glob, exact metadata, and Kubernetes label-selector requirements (`matchExpressions`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from egress_xds.policy.model import MetadataRequirement, NodeSelector, SelectorOperator
+from egress_xds.policy.node import Node, requirement_matches, select_policy, selector_matches
+from egress_xds.policy.parse import parse_document
+from egress_xds.policy.yaml_tree import load_document
+
+IN, NOT_IN, EXISTS, ABSENT = (
+    SelectorOperator.IN,
+    SelectorOperator.NOT_IN,
+    SelectorOperator.EXISTS,
+    SelectorOperator.DOES_NOT_EXIST,
+)
+
+
+@pytest.mark.parametrize(
+    ("operator", "values", "metadata", "expected"),
+    [
+        (IN, {"web", "api"}, {"labels.app": "web"}, True),
+        (IN, {"web", "api"}, {"labels.app": "db"}, False),
+        (IN, {"web"}, {}, False),
+        (NOT_IN, {"batch"}, {"labels.app": "web"}, True),
+        (NOT_IN, {"batch"}, {"labels.app": "batch"}, False),
+        (NOT_IN, {"batch"}, {}, True),  # Kubernetes: NotIn holds for an absent label
+        (EXISTS, set(), {"labels.app": ""}, True),
+        (EXISTS, set(), {}, False),
+        (ABSENT, set(), {}, True),
+        (ABSENT, set(), {"labels.app": "web"}, False),
+    ],
+)
+def test_requirement_semantics_follow_kubernetes(
+    operator: SelectorOperator, values: set[str], metadata: dict[str, str], expected: bool
+) -> None:
+    requirement = MetadataRequirement("labels.app", operator, frozenset(values))
+    assert requirement_matches(requirement, metadata) is expected
+
+
+def test_all_parts_of_a_selector_must_hold() -> None:
+    selector = NodeSelector(
+        id_glob="pod-*",
+        metadata={"namespace": "shop"},
+        requirements=(MetadataRequirement("labels.tier", NOT_IN, frozenset({"batch"})),),
+    )
+    assert selector_matches(selector, Node("pod-1", {"namespace": "shop", "labels.tier": "web"}))
+    assert not selector_matches(selector, Node("vm-1", {"namespace": "shop"}))
+    assert not selector_matches(selector, Node("pod-1", {"namespace": "other"}))
+    assert not selector_matches(selector, Node("pod-1", {"namespace": "shop", "labels.tier": "batch"}))
+
+
+def test_selectors_with_different_requirements_differ() -> None:
+    plain = NodeSelector(metadata={"namespace": "a"})
+    required = NodeSelector(metadata={"namespace": "a"}, requirements=(MetadataRequirement("x", EXISTS),))
+    assert plain != required and hash(plain) != hash(required)
+    assert required == NodeSelector(metadata={"namespace": "a"}, requirements=(MetadataRequirement("x", EXISTS),))
+
+
+def test_file_format_nodes_key_still_selects_by_id_and_metadata() -> None:
+    text = """
+policies:
+  - name: payments
+    nodes: {id: "pay-*", metadata: {namespace: payments}}
+    httpsProxy: http://10.0.0.1:3128
+  - name: rest
+    httpsProxy: http://10.0.0.2:3128
+"""
+    policies = parse_document(load_document(text, "policy.yaml"))
+    chosen = select_policy(policies, Node("pay-1", {"namespace": "payments"}))
+    assert chosen is not None and chosen.name == "payments"
+    assert chosen.selector.requirements == ()
+    other = select_policy(policies, Node("pay-1", {"namespace": "shop"}))
+    assert other is not None and other.name == "rest"
