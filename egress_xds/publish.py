@@ -28,7 +28,7 @@ class PublishReport:
     """What a publish did: groups whose snapshot changed, groups removed, streams moved, time spent."""
 
     changed: tuple[GroupKey, ...]
-    removed: tuple[GroupKey, ...]
+    removed: tuple[Hashable, ...]
     moved_streams: int
     build_seconds: float
 
@@ -54,16 +54,17 @@ class PolicyPublisher:
                 snapshots[(policy.name, mode.value)] = Snapshot(resources.by_type_url())
         build_seconds = time.perf_counter() - started
         changed = tuple(key for key, snapshot in snapshots.items() if self.cache.set_snapshot(key, snapshot))
-        removed: list[GroupKey] = []
         existing = self.cache.keys()
-        for key in existing:
-            if key not in snapshots and _is_group_key(key):
-                self.cache.remove(key)
-                removed.append(key)  # type: ignore[arg-type]
+        removed = tuple(key for key in existing if key not in snapshots)
+        for key in removed:
+            self.cache.remove(key)
+        moved = 0
+        if _selection(policies) != _selection(self.policies):  # re-matching every stream is O(streams)
+            moved = self.cache.set_grouping(lambda node: group_key(policies, node))
         self.policies = policies
-        moved = self.cache.set_grouping(lambda node: group_key(policies, node))
-        return PublishReport(changed, tuple(removed), moved, build_seconds)
+        return PublishReport(changed, removed, moved, build_seconds)
 
 
-def _is_group_key(key: Hashable) -> bool:
-    return isinstance(key, tuple) and len(key) == 2
+def _selection(policies: PolicySet) -> list[tuple[str, object]]:
+    """What decides a node's group: the policies' names and selectors, in order."""
+    return [(policy.name, policy.selector) for policy in policies.policies]

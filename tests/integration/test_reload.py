@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from egress_xds.demo.processes import free_port
 from egress_xds.xds.type_urls import CLUSTER_TYPE_URL
 from tests.support.egress import REPO_ROOT, replace_file, write_policy
 from tests.support.processes import wait_until
@@ -27,14 +28,6 @@ from tests.xds.client import SotwClient, make_node, sotw_names
 pytestmark = pytest.mark.integration
 
 DEBOUNCE_MS = 300
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class Server:

@@ -11,7 +11,6 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -24,7 +23,16 @@ from typing import Any
 
 import yaml
 
-from tests.support.processes import child_env, kill_group, resolve_user, run_bounded, tail, wait_until, wrap_argv
+from tests.support.processes import (
+    child_env,
+    kill_group,
+    resolve_user,
+    run_bounded,
+    tail,
+    wait_for_line,
+    wait_until,
+    wrap_argv,
+)
 from tests.support.requirements import PIP_INSTALL, need
 
 READY_TIMEOUT = 20.0
@@ -227,16 +235,12 @@ class EnvoyProcess:
 
     def wait_for_access_log(self, pattern: str, timeout: float = 10, *, since: int = 0) -> str:
         """Wait until an access-log line (at index >= ``since``) matches regex ``pattern``; return that line."""
-        regex = re.compile(pattern)
-
-        def probe() -> str | None:
-            return next((line for line in self.access_log()[since:] if regex.search(line)), None)
-
-        return wait_until(
-            probe,
+        return wait_for_line(
+            self.access_log,
+            pattern,
             timeout=timeout,
-            interval=0.1,
-            what=f"an Envoy access-log line matching {pattern!r}",
+            since=since,
+            what="an Envoy access-log line",
             abort=self._exited,
             describe=self.describe,
         )

@@ -190,3 +190,25 @@ def tail(path: Path, *, max_chars: int = 6000) -> str:
     except OSError:
         return ""
     return text if len(text) <= max_chars else "...\n" + text[-max_chars:]
+
+
+def wait_for_line(
+    lines: Callable[[], list[str]],
+    pattern: str,
+    *,
+    timeout: float,
+    what: str,
+    since: int = 0,
+    abort: Callable[[], str | None] | None = None,
+    describe: Callable[[], str] | None = None,
+) -> str:
+    """Wait until a line of ``lines()`` (index >= ``since``) matches regex ``pattern``; return that line."""
+    regex = re.compile(pattern)
+    return wait_until(
+        lambda: next((line for line in lines()[since:] if regex.search(line)), None),
+        timeout=timeout,
+        interval=0.1,
+        what=f"{what} matching {pattern!r}",
+        abort=abort,
+        describe=describe,
+    )

@@ -8,7 +8,6 @@ Both run in the foreground as children of the test (squid ``-N``, tinyproxy ``-d
 from __future__ import annotations
 
 import pwd
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.netns import PROXY_IP, Lab
-from tests.support.processes import run_bounded, tail, wait_until
+from tests.support.processes import run_bounded, tail, wait_for_line
 from tests.support.requirements import need, need_binary
 
 SQUID_AUTH_HELPER = Path("/usr/lib/squid/basic_ncsa_auth")
@@ -67,16 +66,12 @@ class ForwardProxy:
 
         squid writes a CONNECT line only when the tunnel closes, so wait rather than sleep.
         """
-        regex = re.compile(pattern)
-
-        def probe() -> str | None:
-            return next((line for line in self.access_log()[since:] if regex.search(line)), None)
-
-        return wait_until(
-            probe,
+        return wait_for_line(
+            self.access_log,
+            pattern,
             timeout=timeout,
-            interval=0.1,
-            what=f"a {self.kind} access-log line matching {pattern!r}",
+            since=since,
+            what=f"a {self.kind} access-log line",
             abort=self._exited,
             describe=self.describe,
         )

@@ -6,7 +6,6 @@ Reached from the pod directly at 10.250.2.2 / 10.250.2.3 (peer seen: 10.250.2.1)
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from tests.support.netns import CORP_INET_IP, INET_CORP_IP, POD_INET_IP, UPSTREAM_IP, UPSTREAM_IP_2, Lab
-from tests.support.processes import tail, wait_until
+from tests.support.processes import tail, wait_for_line
 from tests.support.tls import CertFiles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +44,11 @@ class Upstreams:
 
     def wait_for_log(self, pattern: str, timeout: float = 10) -> str:
         """Wait until a log line matches regex ``pattern``; return it."""
-        regex = re.compile(pattern)
-        return wait_until(
-            lambda: next((line for line in self.log().splitlines() if regex.search(line)), None),
+        return wait_for_line(
+            lambda: self.log().splitlines(),
+            pattern,
             timeout=timeout,
-            what=f"an upstream log line matching {pattern!r}",
+            what="an upstream log line",
             describe=self.describe,
         )
 
