@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.requirements import in_ci, need, need_lab_tools
 
@@ -23,6 +24,15 @@ if TYPE_CHECKING:  # the lab modules import trustme etc.; unit tests must not ne
     from tests.support.upstreams import Upstreams
 
 _STRICT_DIRS = ("integration", "e2e", "kubernetes", "admin")
+
+# Property tests (hypothesis): the default profile is seeded and bounded so that CI is repeatable and fast; a long
+# fuzzing run is `python3 -m pytest --hypothesis-profile=long -m fuzz` (random seed, 50x the examples).
+_FUZZ_HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+settings.register_profile(
+    "ci", derandomize=True, max_examples=100, deadline=None, suppress_health_check=_FUZZ_HEALTH_CHECKS
+)
+settings.register_profile("long", max_examples=5_000, deadline=None, suppress_health_check=_FUZZ_HEALTH_CHECKS)
+settings.load_profile("ci")
 
 
 def pytest_configure(config: pytest.Config) -> None:
