@@ -25,6 +25,12 @@ CONNECT_TIMEOUT_MS = 5000
 HTTP_PROTOCOL_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # Egress tunnels are long-lived; Envoy's default of 1,024 concurrent connections per cluster is far too low.
 CIRCUIT_BREAKER_LIMIT = 100_000
+# The system trust store, as a file on ENVOY's machine, for an https:// proxy without caFile. Envoy 1.40 has no
+# working "system roots" option (CertificateValidationContext.system_root_certs is gRPC-only: Envoy rejects it
+# as "SAN-based verification of peer certificates without trusted CA"), so the platform bundle is named. This is
+# the path of Debian, Ubuntu (the envoyproxy/envoy images), Alpine and distroless (envoyproxy/envoy-distroless);
+# on RHEL/Fedora write caFile: /etc/pki/tls/certs/ca-bundle.crt.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def proxy_connect_cluster(proxy: Proxy) -> Cluster:
@@ -106,12 +112,9 @@ def _proxy_cluster(proxy: Proxy, name: str) -> Cluster:
 
 
 def _tls_to_proxy(proxy: Proxy) -> TransportSocket:
-    """TLS to an https:// proxy: verify it against caFile (or the system roots) and its name."""
+    """TLS to an https:// proxy: verify it against caFile (or the system trust store) and its name."""
     validation = CertificateValidationContext()
-    if proxy.ca_file:
-        validation.trusted_ca.filename = proxy.ca_file
-    else:
-        validation.system_root_certs.SetInParent()
+    validation.trusted_ca.filename = proxy.ca_file or SYSTEM_CA_BUNDLE
     expected_name = proxy.sni or proxy.endpoints[0].host
     san_type = SubjectAltNameMatcher.IP_ADDRESS if is_ip_literal(expected_name) else SubjectAltNameMatcher.DNS
     validation.match_typed_subject_alt_names.append(
