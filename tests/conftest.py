@@ -10,6 +10,7 @@ is marked ``@pytest.mark.ci_may_skip``.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.support.requirements import in_ci, need, need_lab_tools
+from tests.support.requirements import in_ci, interpreter_bin, need, need_lab_tools
 
 if TYPE_CHECKING:  # the lab modules import trustme etc.; unit tests must not need them
     from tests.support.netns import Lab
@@ -36,8 +37,13 @@ settings.load_profile("ci")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the markers used by the lab fixtures."""
+    """Register the markers used by the lab fixtures; put the interpreter's directory first on PATH.
+
+    `.venv/bin/python -m pytest` (the README's command) runs with the venv not activated, so its console scripts
+    (envoy, grpcurl, egress-xds) are not on PATH; every subprocess a test starts by name must still find them.
+    """
     config.addinivalue_line("markers", "ci_may_skip: this test may be skipped even when CI=true")
+    os.environ["PATH"] = os.pathsep.join([str(interpreter_bin()), os.environ.get("PATH", "")])
 
 
 @pytest.hookimpl(wrapper=True)

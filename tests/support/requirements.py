@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,18 @@ def need(ok: bool, what: str, how_to_install: str) -> None:
     pytest.skip(message)
 
 
+def interpreter_bin() -> Path:
+    """The directory of the running interpreter: a virtual environment's ``bin``, where its console scripts
+    (``envoy``, ``grpcurl``, ``egress-xds``) are, also when the venv is not activated and so not on PATH."""
+    return Path(sys.executable).parent
+
+
 def find_binary(name: str, *fallbacks: str) -> Path | None:
-    """Locate an executable by name on PATH, else the first existing fallback path (e.g. ``/usr/sbin/squid``)."""
+    """Locate an executable next to the interpreter (:func:`interpreter_bin`), else on PATH, else the first existing
+    fallback path (e.g. ``/usr/sbin/squid``)."""
+    beside = interpreter_bin() / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
     found = shutil.which(name)
     if found:
         return Path(found)
