@@ -12,8 +12,18 @@ It serves, over real HTTP/1.1 on a socket the test owns (127.0.0.1, port 0, or a
   is older than the retained history (see `compact`), or on demand (`expire_watches`);
 - `PATCH .../{name}/status` with `application/merge-patch+json` (RFC 7386) or `application/json-patch+json`
   (RFC 6902): only `.status` changes, `resourceVersion` moves, `generation` does not; 415 for other types;
+- writes as the real server admits them (tests/kubernetes/admission.py): `POST` (create), `PUT` (replace, with the
+  `resourceVersion` precondition), `PATCH` (merge or JSON patch; 415 for strategic merge, as for custom
+  resources), `PUT`/`PATCH .../status`, `DELETE`; and `apply` from the test itself. Every custom resource written is
+  pruned, defaulted and validated against its CRD in deploy/crds/ (schema and CEL rules): a rejected write answers
+  422 with the server's `Status` body, and `apply` raises `Rejected` (a fixture the real server would refuse fails
+  loudly). Secrets get `stringData` merged into `data`;
+- `limit` / `continue` paging of lists, from a consistent snapshot; a continue token older than a `compact` is 410;
 - abrupt failures: `drop_watches` cuts every open watch mid-stream (no final chunk), `stop`/`start` restart the
-  server on the same port with its storage kept (etcd survives an API server restart).
+  server on the same port with its storage kept (etcd survives an API server restart);
+- injected faults (`inject`): the next N requests of a verb (list, watch, get, create, update, patch, delete) on
+  a path answer 403, 409, 422, 429 with `Retry-After`, 500, 410, ... with the server's `Status` body, or have
+  their connection reset; `fail_watches` ends every open watch with an ERROR event of any code.
 
 The test changes objects with `apply` / `delete` (as another client would); every request is recorded.
 """
@@ -28,6 +38,7 @@ import itertools
 import json
 import socket
 import ssl
+import struct
 import threading
 import time
 import uuid
@@ -37,6 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from egress_xds.sources.kubernetes.api import GROUP, VERSION, Kind
+from tests.kubernetes.admission import Admitted, Rejected, admit_secret, crds
 
 Obj = dict[str, Any]
 SocketFactory = Callable[[int], socket.socket]  # port (0: any) -> a bound, listening socket
@@ -49,14 +61,17 @@ class ResourceType:
     api_version: str
     namespaced: bool
     has_generation: bool
+    has_status: bool  # a status subresource: writes of the resource never change .status, and vice versa
 
 
 TYPES = {
-    Kind.EGRESS_PROXY.plural: ResourceType(Kind.EGRESS_PROXY.plural, "EgressProxy", f"{GROUP}/{VERSION}", True, True),
-    Kind.CLUSTER_EGRESS_PROXY.plural: ResourceType(
-        Kind.CLUSTER_EGRESS_PROXY.plural, "ClusterEgressProxy", f"{GROUP}/{VERSION}", False, True
+    Kind.EGRESS_PROXY.plural: ResourceType(
+        Kind.EGRESS_PROXY.plural, "EgressProxy", f"{GROUP}/{VERSION}", True, True, True
     ),
-    "secrets": ResourceType("secrets", "Secret", "v1", True, False),
+    Kind.CLUSTER_EGRESS_PROXY.plural: ResourceType(
+        Kind.CLUSTER_EGRESS_PROXY.plural, "ClusterEgressProxy", f"{GROUP}/{VERSION}", False, True, True
+    ),
+    "secrets": ResourceType("secrets", "Secret", "v1", True, False, False),
 }
 _CREATED = itertools.count(1)
 
@@ -85,8 +100,54 @@ class _Watch:
     selector: str
     bookmarks: bool
     connection: socket.socket
-    expire: bool = False
+    error: Obj | None = None  # a Status to send as an ERROR event, after which the watch ends
     cut: bool = False
+
+
+VERBS = ("list", "watch", "get", "create", "update", "patch", "delete")
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Expired",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+
+@dataclass
+class Fault:
+    """The next `times` requests of `verb` whose path contains `path_part` (and that `when` accepts) fail."""
+
+    verb: str
+    path_part: str
+    times: int
+    status: int | None  # None: reset the connection instead of answering
+    retry_after: int | None = None
+    message: str | None = None
+    when: Callable[[Request], bool] | None = None
+    hits: int = 0
+
+    def matches(self, verb: str, request: Request) -> bool:
+        return (
+            self.hits < self.times
+            and verb == self.verb
+            and self.path_part in request.path
+            and (self.when is None or self.when(request))
+        )
+
+
+def verb_of(method: str, name: str | None, query: dict[str, str]) -> str:
+    if method == "GET":
+        if name is not None:
+            return "get"
+        return "watch" if query.get("watch") in ("1", "true") else "list"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
 
 
 def loopback_socket(port: int) -> socket.socket:
@@ -115,6 +176,8 @@ class FakeApiServer:
         self._version = 1
         self._oldest = 1  # the oldest resourceVersion a watch may start from
         self._watches: list[_Watch] = []
+        self._faults: list[Fault] = []
+        self._pages: dict[str, tuple[int, list[Obj]]] = {}  # continue token -> (snapshot version, items left)
         self._server: http.server.ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.host = "127.0.0.1"
@@ -161,34 +224,65 @@ class FakeApiServer:
     # -- what a test does to the cluster -------------------------------------------------------------------------
 
     def apply(self, obj: Obj) -> Obj:
-        """Create or replace an object (spec changes bump `generation`; `status` is kept, as with a status
-        subresource). Returns the stored object."""
+        """Create or replace an object, admitted as the real server would (raises `Rejected`): spec changes bump
+        `generation`; `status` is kept, as with a status subresource. Returns the stored object."""
         plural = _plural_of(obj)
-        meta = obj.setdefault("metadata", {})
-        key = (plural, meta.get("namespace", "") if TYPES[plural].namespaced else "", meta["name"])
+        meta = obj.get("metadata") or {}
+        key = (plural, meta.get("namespace", "") if TYPES[plural].namespaced else "", meta.get("name", ""))
         with self._lock:
-            old = self._objects.get(key)
-            new = copy.deepcopy(obj)
-            new["apiVersion"], new["kind"] = TYPES[plural].api_version, TYPES[plural].kind
-            new_meta = new["metadata"]
-            if old is None:
-                new_meta["uid"] = str(uuid.uuid4())
-                new_meta.setdefault("creationTimestamp", _timestamp(next(_CREATED)))
-                if TYPES[plural].has_generation:
-                    new_meta["generation"] = 1
-                new.pop("status", None)
-            else:
-                for kept in ("uid", "creationTimestamp", "generation"):
-                    if kept in old["metadata"]:
-                        new_meta[kept] = old["metadata"][kept]
-                if TYPES[plural].has_generation and _without_status_and_meta(old) != _without_status_and_meta(new):
-                    new_meta["generation"] = old["metadata"]["generation"] + 1
-                if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
-                else:
-                    new.pop("status", None)
-            self._record(plural, key, old, new)
-            return copy.deepcopy(new)
+            return copy.deepcopy(self._replace(plural, key, obj).obj)
+
+    def _replace(self, plural: str, key: tuple[str, str, str], obj: Obj) -> Admitted:
+        """Create or update the main resource (not its status). Call with the lock held."""
+        kind = TYPES[plural]
+        old = self._objects.get(key)
+        new = copy.deepcopy(obj)
+        new["apiVersion"], new["kind"] = kind.api_version, kind.kind
+        new_meta = new.setdefault("metadata", {})
+        if not kind.namespaced:
+            new_meta.pop("namespace", None)
+        for managed in ("uid", "creationTimestamp", "generation", "resourceVersion"):
+            new_meta.pop(managed, None)
+        if old is None:
+            new_meta["uid"] = str(uuid.uuid4())
+            new_meta["creationTimestamp"] = _timestamp(next(_CREATED))
+            if kind.has_generation:
+                new_meta["generation"] = 1
+        else:
+            for kept in ("uid", "creationTimestamp", "generation"):
+                if kept in old["metadata"]:
+                    new_meta[kept] = old["metadata"][kept]
+        if kind.has_status:
+            new.pop("status", None)
+            if old is not None and "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+        admitted = self._admit(plural, new, old)
+        new = admitted.obj
+        if old is not None and kind.has_generation and _without_status_and_meta(old) != _without_status_and_meta(new):
+            new["metadata"]["generation"] = old["metadata"]["generation"] + 1
+        self._record(plural, key, old, new)
+        return admitted
+
+    def _replace_status(self, plural: str, key: tuple[str, str, str], status: Any) -> Admitted:
+        """Write the status subresource: everything but `.status` stays as stored. Call with the lock held."""
+        old = self._objects[key]
+        new = copy.deepcopy(old)
+        if status is None:
+            new.pop("status", None)
+        else:
+            new["status"] = copy.deepcopy(status)
+        admitted = self._admit(plural, new, old)
+        self._record(plural, key, old, admitted.obj)
+        return admitted
+
+    def _admit(self, plural: str, new: Obj, old: Obj | None) -> Admitted:
+        kind = TYPES[plural]
+        crd = crds().get(kind.kind)
+        if crd is not None:
+            return crd.admit(new, old)
+        if kind.kind == "Secret":
+            return admit_secret(new)
+        return Admitted(new)
 
     def delete(self, plural: str, name: str, namespace: str = "") -> None:
         key = (plural, namespace if TYPES[plural].namespaced else "", name)
@@ -208,17 +302,51 @@ class FakeApiServer:
             return self._version
 
     def compact(self) -> None:
-        """Forget the history (like etcd compaction): a watch from an older resourceVersion gets 410 Gone."""
+        """Forget the history (like etcd compaction): a watch from an older resourceVersion gets 410 Gone, and so
+        does a list continued from an older snapshot."""
         with self._lock:
             self._oldest = self._version + 1
             self._history.clear()
+            self._pages.clear()
 
     def expire_watches(self) -> None:
         """Send an ERROR 410 event on every open watch and end it, as a server whose watch cache moved on."""
+        self.fail_watches(_status(410, "Expired", "The resourceVersion for the provided watch is too old."))
+
+    def fail_watches(self, status: Obj) -> None:
+        """Send `status` (a `Status` object) as an ERROR event on every open watch, then end it."""
         with self._lock:
             for watch in self._watches:
-                watch.expire = True
+                watch.error = status
             self._lock.notify_all()
+
+    def inject(
+        self,
+        verb: str,
+        path_part: str,
+        status: int | None = None,
+        *,
+        times: int = 1,
+        retry_after: int | None = None,
+        message: str | None = None,
+        when: Callable[[Request], bool] | None = None,
+    ) -> Fault:
+        """Answer the next `times` `verb` requests on a path containing `path_part` with `status` (the server's
+        `Status` body; `Retry-After` when given) or, with `status=None`, reset their connection. Returns the
+        fault, whose `hits` counts the requests it answered."""
+        assert verb in VERBS, verb
+        fault = Fault(verb, path_part, times, status, retry_after, message, when)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def _fault_for(self, verb: str, request: Request) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(verb, request):
+                    fault.hits += 1
+                    return fault
+        return None
 
     def drop_watches(self) -> None:
         """Cut every open watch connection in the middle of its chunked stream."""
@@ -261,28 +389,93 @@ class FakeApiServer:
             ]
             return items, self._version
 
-    def _patch_status(self, plural: str, namespace: str, name: str, content_type: str, body: Any) -> tuple[int, Obj]:
+    def _write(
+        self, verb: str, plural: str, namespace: str, name: str, subresource: str | None, content_type: str, body: Any
+    ) -> tuple[int, Obj, list[str]]:
+        """An HTTP write -> (code, body, warnings)."""
+        kind = TYPES[plural]
+        key = (plural, namespace if kind.namespaced else "", name)
+        resource = f"{plural}.{GROUP}" if kind.api_version != "v1" else plural
         with self._lock:
-            key = (plural, namespace, name)
             old = self._objects.get(key)
-            if old is None:
-                return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
-            if content_type == "application/merge-patch+json":
-                patched = merge_patch(copy.deepcopy(old), body)
-            elif content_type == "application/json-patch+json":
-                try:
-                    patched = json_patch(copy.deepcopy(old), body)
-                except (KeyError, IndexError, ValueError) as error:
-                    return 422, _status(422, "Invalid", f"json patch: {error}")
+            try:
+                if verb == "create":
+                    if not isinstance(body, dict):
+                        return 400, _status(400, "BadRequest", "the body of the request is not an object"), []
+                    meta = body.setdefault("metadata", {})
+                    if kind.namespaced:
+                        if meta.get("namespace", namespace) != namespace:
+                            message = (
+                                "the namespace of the provided object does not match the namespace sent on the request"
+                            )
+                            return 400, _status(400, "BadRequest", message), []
+                        meta["namespace"] = namespace
+                    key = (plural, namespace if kind.namespaced else "", str(meta.get("name", "")))
+                    if key in self._objects:
+                        message = f'{resource} "{meta.get("name")}" already exists'
+                        return 409, _status(409, "AlreadyExists", message), []
+                    admitted = self._replace(plural, key, body)
+                    return 201, copy.deepcopy(admitted.obj), admitted.warnings
+                if old is None:
+                    return 404, _status(404, "NotFound", f'{resource} "{name}" not found'), []
+                if verb == "delete":
+                    self._record(plural, key, old, None)
+                    return 200, _status(200, "", "") | {"status": "Success"}, []
+                if verb == "update":
+                    if not isinstance(body, dict):
+                        return 400, _status(400, "BadRequest", "the body of the request is not an object"), []
+                    wanted = str((body.get("metadata") or {}).get("resourceVersion") or "")
+                    if wanted and wanted != old["metadata"]["resourceVersion"]:
+                        message = (
+                            f'Operation cannot be fulfilled on {resource} "{name}": the object has been modified; '
+                            "please apply your changes to the latest version and try again"
+                        )
+                        return 409, _status(409, "Conflict", message), []
+                    patched = body
+                elif content_type == "application/merge-patch+json":
+                    patched = merge_patch(copy.deepcopy(old), body)
+                elif content_type == "application/json-patch+json":
+                    try:
+                        patched = json_patch(copy.deepcopy(old), body)
+                    except (KeyError, IndexError, ValueError, TypeError) as error:
+                        return 422, _status(422, "Invalid", f"json patch: {error}"), []
+                else:
+                    message = (
+                        "the body of the request was in an unknown format - accepted media types include: "
+                        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                    )
+                    return 415, _status(415, "UnsupportedMediaType", message), []
+                if subresource == "status":
+                    admitted = self._replace_status(plural, key, patched.get("status"))
+                else:
+                    admitted = self._replace(plural, key, patched)
+            except Rejected as rejected:
+                return rejected.code, rejected.status, []
+            return 200, copy.deepcopy(admitted.obj), admitted.warnings
+
+    def _page(self, plural: str, namespace: str | None, selector: str, query: dict[str, str]) -> tuple[int, Obj]:
+        """A list, or one page of it (`limit`, `continue`), every page from the first page's snapshot."""
+        with self._lock:
+            token = query.get("continue", "")
+            if token:
+                if token not in self._pages:
+                    message = (
+                        "The provided continue parameter is too old to display a consistent list result. You can "
+                        "start a new list without the continue parameter."
+                    )
+                    return 410, _status(410, "Expired", message)
+                version, items = self._pages.pop(token)
             else:
-                return 415, _status(415, "UnsupportedMediaType", "the body of the request was in an unknown format")
-            new = copy.deepcopy(old)
-            if "status" in patched:
-                new["status"] = patched["status"]
-            else:
-                new.pop("status", None)
-            self._record(plural, key, old, new)
-            return 200, copy.deepcopy(new)
+                items, version = self._list(plural, namespace, selector)
+            limit = int(query.get("limit") or 0)
+            metadata: Obj = {"resourceVersion": str(version)}
+            if 0 < limit < len(items):
+                following = uuid.uuid4().hex
+                self._pages[following] = (version, items[limit:])
+                metadata |= {"continue": following, "remainingItemCount": len(items) - limit}
+                items = items[:limit]
+        kind = TYPES[plural]
+        return 200, {"kind": f"{kind.kind}List", "apiVersion": kind.api_version, "metadata": metadata, "items": items}
 
     def _events_after(self, watch: _Watch, position: int) -> Iterator[tuple[str, Obj]]:
         for change in self._history:
@@ -348,30 +541,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if query.get("watch") in ("1", "true"):
             self._watch(plural, namespace, selector, query)
             return
-        items, version = self.api._list(plural, namespace, selector)
-        kind = TYPES[plural]
-        self._json(
-            200,
-            {
-                "kind": f"{kind.kind}List",
-                "apiVersion": kind.api_version,
-                "metadata": {"resourceVersion": str(version)},
-                "items": items,
-            },
-        )
+        self._json(*self.api._page(plural, namespace, selector, query))
+
+    def do_POST(self) -> None:
+        self._write("create")
+
+    def do_PUT(self) -> None:
+        self._write("update")
 
     def do_PATCH(self) -> None:
+        self._write("patch")
+
+    def do_DELETE(self) -> None:
+        self._write("delete")
+
+    def _write(self, verb: str) -> None:
         route = self._route()
         if route is None:
             return
         plural, namespace, name, subresource, _query = route
-        body = self._body()
-        if name is None or subresource != "status":
-            self._json(405, _status(405, "MethodNotAllowed", "only the status subresource is patched here"))
+        if (
+            (verb == "create") != (name is None)
+            or subresource not in (None, "status")
+            or (subresource == "status" and verb not in ("update", "patch"))
+        ):
+            self._json(405, _status(405, "MethodNotAllowed", f"the server does not allow this method: {verb}"))
             return
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip()
-        code, result = self.api._patch_status(plural, namespace or "", name, content_type, body)
-        self._json(code, result)
+        code, body, warnings = self.api._write(
+            verb, plural, namespace or "", name or "", subresource, content_type, self._body()
+        )
+        self._json(code, body, warnings=[f"299 - {json.dumps(warning)}" for warning in warnings])
 
     # -- helpers -------------------------------------------------------------------------------------------------
 
@@ -380,10 +580,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         headers = {key.lower(): value for key, value in self.headers.items()}
         body = None
-        if self.command == "PATCH":
+        if self.command in ("POST", "PUT", "PATCH"):
             body = self._read_body()
+        request = Request(self.command, parts.path, query, headers, body)
         with self.api._lock:
-            self.api.requests.append(Request(self.command, parts.path, query, headers, body))
+            self.api.requests.append(request)
         if self.api.token is not None:
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or token != self.api.token:
@@ -406,7 +607,42 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else None
+        fault = self.api._fault_for(verb_of(self.command, name, query), request)
+        if fault is not None:
+            self._answer_fault(fault, plural, name, subresource, namespace)
+            return None
         return plural, namespace, name, subresource, query
+
+    def _answer_fault(
+        self, fault: Fault, plural: str, name: str | None, subresource: str | None, namespace: str | None
+    ) -> None:
+        if fault.status is None:  # a connection reset: RST, no answer at all
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            return
+        resource = f"{plural}.{GROUP}" if plural in crds_plurals() else plural
+        what = f'{resource} "{name}"' if name else resource
+        messages = {
+            403: f'{what} is forbidden: User "system:serviceaccount:egress-xds:egress-xds" cannot {fault.verb} '
+            f'resource "{plural}{"/" + subresource if subresource else ""}" in API group '
+            f'"{GROUP if resource != plural else ""}"' + (f' in the namespace "{namespace}"' if namespace else ""),
+            409: f"Operation cannot be fulfilled on {what}: the object has been modified; please apply your "
+            "changes to the latest version and try again",
+            410: "too old resource version: 1 (2)",
+            422: f"{what} is invalid",
+            429: "Too many requests, please try again later.",
+            500: "Internal error occurred: etcdserver: request timed out",
+        }
+        body = _status(
+            fault.status, REASONS.get(fault.status, "Unknown"), fault.message or messages.get(fault.status, "")
+        )
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = str(fault.retry_after)
+            body["details"] = {"retryAfterSeconds": fault.retry_after}
+        self._json(fault.status, body, headers=headers)
 
     def _read_body(self) -> Any:
         length = int(self.headers.get("Content-Length", "0"))
@@ -417,11 +653,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _body(self) -> Any:
         return getattr(self, "_raw_body", None)
 
-    def _json(self, code: int, body: Obj) -> None:
+    def _json(
+        self, code: int, body: Obj, *, headers: dict[str, str] | None = None, warnings: list[str] | None = None
+    ) -> None:
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        for warning in warnings or []:
+            self.send_header("Warning", warning)
         self.end_headers()
         self.wfile.write(data)
 
@@ -450,19 +692,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             last_bookmark = time.monotonic()
             while True:
                 with api._lock:
-                    if not watch.cut and not watch.expire and api._server is not None:
+                    if not watch.cut and watch.error is None and api._server is not None:
                         api._lock.wait(0.05)
                     if watch.cut or api._server is None:
                         return
-                    if watch.expire:
-                        expired = _status(410, "Expired", "The resourceVersion for the provided watch is too old.")
-                        pending: list[tuple[str, Obj]] = [("ERROR", expired)]
+                    if watch.error is not None:
+                        pending: list[tuple[str, Obj]] = [("ERROR", watch.error)]
                     else:
                         pending = [(kind, copy.deepcopy(obj)) for kind, obj in api._events_after(watch, position)]
                         position = api._version
                 for event_type, obj in pending:
                     self._event(event_type, obj)
-                if watch.expire or time.monotonic() >= deadline:
+                if watch.error is not None or time.monotonic() >= deadline:
                     self._end()
                     return
                 if watch.bookmarks and time.monotonic() - last_bookmark >= api.bookmark_interval:
@@ -571,6 +812,10 @@ def _status(code: int, reason: str, message: str) -> Obj:
         "reason": reason,
         "code": code,
     }
+
+
+def crds_plurals() -> set[str]:
+    return {plural for plural, kind in TYPES.items() if kind.api_version != "v1"}
 
 
 def _plural_of(obj: Obj) -> str:

@@ -105,8 +105,8 @@ async def test_per_proxy_secret_and_unlabelled_secret(api: FakeApiServer, start_
     spec = {
         "httpsProxy": "corp",
         "credentialsSecretRef": {"name": "corp"},
-        "proxies": {"corp": PROXY_A, "partner": {"url": PROXY_B, "credentialsSecretRef": {"name": "partner"}}},
-        "rules": [{"name": "partner", "domains": ["api.partner.example"], "action": {"proxy": "partner"}}],
+        "proxies": {"corp": {"url": PROXY_A}, "partner": {"url": PROXY_B, "credentialsSecretRef": {"name": "partner"}}},
+        "rules": [{"name": "partner", "domains": ["api.partner.example"], "action": "proxy", "proxy": "partner"}],
     }
     api.apply(egress_proxy("mixed", "payments", **spec))
     running = await start_source()
@@ -133,13 +133,25 @@ async def test_invalid_update_keeps_last_good_and_reports(
     api.apply(egress_proxy("corp", "payments", httpsProxy=PROXY_A, credentialsSecretRef={"name": "creds"}))
     running = await start_source()
     await eventually(lambda: accepted(api, "corp", "payments").get("status") == "True", "Accepted")
-    bad = {"httpsProxy": "http://bob:hunter2@10.250.9.2:3128", "noProxy": "10.0.0.0/33", "rawTcp": "sideways"}
+    # What the CRD admits but the server refuses (a proxy name never defined, a bad CIDR, a rule naming a missing
+    # proxy), and a URL with credentials pasted where the CRD checks nothing (noProxy items are free text).
+    bad = {
+        "httpsProxy": "nowhere",
+        "noProxy": ["10.0.0.0/33", "http://bob:hunter2@10.250.9.2:3128"],
+        "rules": [{"domains": ["api.example"], "action": "proxy", "proxy": "missing"}],
+    }
     api.apply(egress_proxy("corp", "payments", credentialsSecretRef={"name": "creds"}, **bad))
     await eventually(lambda: accepted(api, "corp", "payments").get("status") == "False", "Invalid")
     condition = accepted(api, "corp", "payments")
     assert condition["reason"] == "Invalid" and condition["observedGeneration"] == 2
     message = str(condition["message"])
-    for field in ("spec.httpsProxy", "spec.noProxy", "spec.rawTcp", "still serving generation 1"):
+    for field in (
+        "spec.httpsProxy",
+        "spec.noProxy[0]",
+        "spec.noProxy[1]",
+        "spec.rules[0]",
+        "still serving generation 1",
+    ):
         assert field in message, message
     assert running.proxy_of("payments") == "10.250.9.1:3128", "the last good policy still applies"
     api.delete("secrets", "creds", "payments")
