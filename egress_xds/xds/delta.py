@@ -89,6 +89,13 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         }
         status.refused = {**status.refused, **offered}
 
+    def _retry(self, state: TypeState) -> None:
+        """Forget that the client has the versions it refused, so that they are in the response again."""
+        super()._retry(state)
+        for name, version in state.status.refused.items():
+            if state.known.get(name) == version:
+                del state.known[name]
+
     def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
         if not state.must_answer and desired.version == state.synced_version:
@@ -166,4 +173,8 @@ def _apply(state: TypeState, changed: list[PreparedResource], removed: list[str]
         if name in state.subscription.names:
             state.reported_absent.add(name)
     state.reported_absent.update(absent)
+    status = state.status
+    if status.refused:  # what is sent again is no longer "refused and not sent again"
+        again = {resource.name for resource in changed}
+        status.refused = {name: version for name, version in status.refused.items() if name not in again}
     mark_sent(state, sent, changed)

@@ -56,6 +56,7 @@ class TypeStatus:
     nack_message: str | None = None
     nack_time: float | None = None
     nack_version: str | None = None
+    nack_nonce: str | None = None
     last_update_time: float | None = None
     resource_names: frozenset[str] = frozenset()
     wildcard: bool = False
@@ -66,8 +67,9 @@ class TypeStatus:
 
     @property
     def nacked(self) -> bool:
-        """True while the latest response of this type was rejected and nothing newer was accepted."""
-        return self.nack_version is not None and self.nack_version == self.version_sent
+        """True while the latest response of this type is the one the client rejected (a response sent after the
+        NACK, even of the same version, is answered afresh: see the retry rule in `stream`)."""
+        return self.nack_nonce is not None and self.nack_nonce == self.nonce
 
     @property
     def still_refused(self) -> bool:

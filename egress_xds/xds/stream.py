@@ -148,6 +148,7 @@ class AdsStream(ABC, Generic[RequestT]):
         status.nack_message = message
         status.nack_time = time.time()
         status.nack_version = status.version_sent
+        status.nack_nonce = state.nonce
         status.rejected = state.sent
         state.change_time = None  # this change never converges; the next one is timed afresh
         metrics.nack_received(short_name(state.type_url))
@@ -201,13 +202,42 @@ class AdsStream(ABC, Generic[RequestT]):
         if snapshot is None:
             return
         changed_at, self._changed_at = self._changed_at, None
+        changed = False
         for state in self._ordered:
-            payload = self._respond(snapshot, state)
-            if payload is not None:
-                if changed_at is not None and state.change_time is None:
-                    state.change_time = changed_at
-                await self._write(payload)
-                metrics.response_sent(short_name(state.type_url), len(payload))
+            retry = changed and state.status.nacked
+            if retry:
+                self._retry(state)
+            if await self._send(snapshot, state, changed_at) and not retry:
+                changed = True
+        if changed:  # types before the first change in ADS order (e.g. CDS NACKed, then LDS changed)
+            for state in self._ordered:
+                if state.status.nacked:
+                    self._retry(state)
+                    await self._send(snapshot, state, changed_at)
+
+    async def _send(self, snapshot: Snapshot, state: TypeState, changed_at: float | None) -> bool:
+        """Write the response `state` needs now, if any. True if it carries a change: a set of another version
+        than the one sent before (a first response, or a resubscription to the same set, is no change)."""
+        before = state.synced_version
+        payload = self._respond(snapshot, state)
+        if payload is None:
+            return False
+        if changed_at is not None and state.change_time is None:
+            state.change_time = changed_at
+        await self._write(payload)
+        metrics.response_sent(short_name(state.type_url), len(payload))
+        return before is not None and before != state.synced_version
+
+    def _retry(self, state: TypeState) -> None:
+        """Send a NACKed type again although its version did not change: something else in the node's
+        configuration did, which may be what the client lacked (a listener NACKed for a cluster it rejected)."""
+        state.must_answer = True
+        log.info(
+            "sending %s version %s again to node=%s: NACKed, and the node's configuration changed since",
+            short_name(state.type_url).upper(),
+            state.status.version_sent,
+            self.record.node.id or "-",
+        )
 
     def _finish(self) -> None:
         if self._watch is None:

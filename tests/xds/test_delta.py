@@ -95,9 +95,13 @@ async def test_nack_is_not_answered_with_the_same_config(ads: Ads) -> None:
     assert record.types[CDS].version_acked == good.system_version_info
     await client.expect_silence()
 
-    # Another type changes: listeners go out, the rejected cluster does not.
+    # Another type changes: listeners go out, and the rejected cluster once more (README "Protocol behaviour");
+    # NACKed again with nothing changed since, it is not sent again.
     ads.cache.set_snapshot("g1", snapshot([cluster("a", port=1), cluster("b")], [listener("l1", "a", port=15002)]))
     await _ack(ads, client, await _recv(client, LDS))
+    again = await _recv(client)
+    assert delta_versions(again) == delta_versions(bad)
+    await client.nack(again, "cluster a: port 1 refused")
     await client.expect_silence()
 
     # Only a change of the cluster itself sends it again; the untouched one is not re-sent.

@@ -86,11 +86,15 @@ async def test_nack_is_not_answered_with_the_same_config(ads: Ads) -> None:
     assert status.nack_version == bad.version_info and status.nacked
     await client.expect_silence()
 
-    # A change of another type wakes the stream: it sends the new listeners, never the NACKed clusters again.
+    # A change of another type wakes the stream: it sends the new listeners and the NACKed clusters once more
+    # (README "Protocol behaviour"); NACKed again with nothing changed since, they are not sent again.
     ads.cache.set_snapshot("g1", snapshot([cluster("a", port=1)], [listener("l1", "a", port=15002)]))
     response = await client.recv()
     assert response.type_url == LDS
     await _ack(ads, client, response)
+    again = await client.recv()
+    assert (again.type_url, again.version_info) == (CDS, bad.version_info)
+    await client.nack(again, "cluster a: port 1 refused", acked_version=good.version_info)
     await client.expect_silence()
 
     # A new cluster config is sent.
