@@ -1,11 +1,16 @@
-"""`egress-xds serve`: load the policy, publish snapshots, serve ADS, follow changes until SIGTERM."""
+"""`egress-xds serve`: load the policy, publish snapshots, serve ADS, follow changes until SIGTERM.
+
+The policy is re-read on a file change, on SIGHUP and on the admin API's `Reload`, always through one
+`PolicyReloader` (parsing in a worker thread, so that streams keep being served from the last good policy).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
-from collections.abc import Mapping
+import signal
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,17 +18,17 @@ from typing import TYPE_CHECKING
 import grpc
 
 from egress_xds.admin import DebugState, PolicyReloader, add_debug_services
-from egress_xds.admin.reloads import FILE_CHANGE
+from egress_xds.admin.reloads import FILE_CHANGE, SIGNAL
+from egress_xds.listen_address import bind_failure
 from egress_xds.logs import scrub_logs
 from egress_xds.metrics import RELOADS, SNAPSHOT_BUILD_SECONDS, serve_metrics
 from egress_xds.policy.errors import ConfigError
 from egress_xds.policy.model import PolicySet
 from egress_xds.publish import PolicyPublisher, PublishReport
 from egress_xds.scrub import SecretScrubber
-from egress_xds.sources.environment import policy_from_environment
-from egress_xds.sources.file import load_policy_file
 from egress_xds.sources.file_watch import DEFAULT_DEBOUNCE_MS, watch_policy_file
 from egress_xds.sources.kubernetes.layers import PolicyLayers
+from egress_xds.sources.policy_source import PolicySource
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.server import install_signal_handlers, registry_of, start_server
 
@@ -47,13 +52,19 @@ class ServeOptions:
     from_env: bool = True  # with config None and kubernetes set, False means: no file or environment policy
 
 
-def initial_policies(options: ServeOptions) -> PolicySet:
-    """The policy to start with. Raises ConfigError: the server does not start on an invalid policy."""
-    if options.config is None:
-        if options.kubernetes is not None and not options.from_env:
-            return PolicySet(())
-        return policy_from_environment(options.environ)
-    return load_policy_file(options.config)
+class StartupError(Exception):
+    """The server cannot start (an address in use, ...): one line for the user, no traceback."""
+
+
+def read_static_policies(options: ServeOptions) -> PolicySet:
+    """The file or environment policy. Raises ConfigError: the server does not start on an invalid policy, and
+    a reload keeps the last good one. Each warning (an ignored NO_PROXY entry) is logged once per read."""
+    if options.config is None and options.kubernetes is not None and not options.from_env:
+        return PolicySet(())
+    loaded = PolicySource(options.config, options.environ).load()
+    for warning in loaded.warnings:
+        _log.warning("%s (ignored; the valid entries apply)", warning)
+    return loaded.policies
 
 
 # Each ADS stream keeps ~94 GC-tracked objects; with CPython's default thresholds, full collections over 10,000
@@ -62,25 +73,42 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 async def serve(options: ServeOptions) -> None:
+    """Run until SIGTERM / SIGINT. Raises ConfigError (invalid initial policy) or StartupError."""
     gc.set_threshold(*GC_THRESHOLDS)
-    layers = PolicyLayers(initial_policies(options))
+    layers = PolicyLayers(read_static_policies(options))
     cache = SnapshotCache(lambda node: None)
     publisher = PolicyPublisher(cache)
     scrubber = SecretScrubber(lambda: publisher.policies)
     unscrub_logs = scrub_logs(scrubber)
+    try:
+        await _serve(options, layers, publisher, scrubber)
+    finally:
+        unscrub_logs()
+
+
+async def _serve(
+    options: ServeOptions, layers: PolicyLayers, publisher: PolicyPublisher, scrubber: SecretScrubber
+) -> None:
+    if options.metrics_address:
+        try:
+            _log.info("metrics on http://%s/metrics", serve_metrics(options.metrics_address))
+        except OSError as error:
+            reason = (error.strerror or str(error)).lower()
+            raise StartupError(f"cannot listen on {options.metrics_address} (metrics): {reason}") from None
     kubernetes = await _start_kubernetes(options, publisher, layers)
     policies = layers.current()
     _log_publish(publisher.publish(policies), policies, "loaded")
     reloader = PolicyReloader(
-        lambda: initial_policies(options),
+        lambda: read_static_policies(options),
         lambda new: _log_publish(publisher.publish(layers.with_static(new)), layers.current(), "reloaded"),
         _reject,
+        source=_source(options),
     )
     reloader.loaded(policies)
 
     async def add_debug(server: grpc.aio.Server) -> None:
         state = DebugState(
-            cache,
+            publisher.cache,
             registry_of(server),
             policies=lambda: publisher.policies,
             source=_source(options),
@@ -89,31 +117,53 @@ async def serve(options: ServeOptions) -> None:
         )
         await add_debug_services(server, state)
 
-    server = await start_server(cache, options.listen, before_start=add_debug)
+    try:
+        server = await start_server(publisher.cache, options.listen, before_start=add_debug)
+    except RuntimeError:  # gRPC says only "Failed to bind to address"
+        if kubernetes is not None:
+            await kubernetes.stop()
+        raise StartupError(f"cannot listen on {options.listen}: {bind_failure(options.listen)}") from None
     stopped = asyncio.Event()
     install_signal_handlers(server, SHUTDOWN_GRACE_SECONDS, on_stop=stopped.set)
-    if options.metrics_address:
-        _log.info("metrics on http://%s/metrics", serve_metrics(options.metrics_address))
+    remove_reload_signal = _reload_on_sighup(reloader)
     watcher = None
     if options.config is not None:
         watcher = asyncio.create_task(
             watch_policy_file(
                 options.config,
-                lambda new: reloader.published(new, FILE_CHANGE),
-                lambda error: reloader.rejected(error, FILE_CHANGE),
+                lambda: reloader.reload(FILE_CHANGE),
                 debounce_ms=options.debounce_ms,
                 stop=stopped,
             )
         )
         _log.info("watching %s for changes (debounce %d ms)", options.config, options.debounce_ms)
     await stopped.wait()
+    remove_reload_signal()
     if watcher is not None:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
     if kubernetes is not None:
         await kubernetes.stop()
     _log.info("stopped")
-    unscrub_logs()
+
+
+def _reload_on_sighup(reloader: PolicyReloader) -> Callable[[], None]:
+    """SIGHUP re-reads the policy source (as nginx, squid and haproxy do). Returns a function that undoes it."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[object]] = set()
+
+    def handle() -> None:
+        _log.info("received SIGHUP: reloading the policy")
+        task: asyncio.Task[object] = loop.create_task(reloader.reload(SIGNAL))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, handle)
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
 
 
 def _source(options: ServeOptions) -> str:

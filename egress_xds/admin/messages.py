@@ -108,7 +108,12 @@ def resource_sync(resource: ResourceSync) -> admin_pb2.ResourceSync:
     )
 
 
-def config_issue(issue: ConfigIssue) -> admin_pb2.ConfigIssue:
+def config_issue(issue: ConfigIssue, scrubber: SecretScrubber) -> admin_pb2.ConfigIssue:
+    """One problem of a policy source, every text scrubbed (messages quote what the file says)."""
     return admin_pb2.ConfigIssue(
-        source=issue.source, line=issue.line or 0, field=issue.path, message=issue.message, text=str(issue)
+        source=scrubber.scrub(issue.source),
+        line=issue.line or 0,
+        field=scrubber.scrub(issue.path),
+        message=scrubber.scrub(issue.message),
+        text=scrubber.scrub(str(issue)),
     )

@@ -1,7 +1,8 @@
 """`egress_xds.admin.v1.Admin` (protos/egress_xds/admin/v1/admin.proto): the project's own debug API.
 
 Every answer is built from the live records at the moment of the call (see `state.DebugState`); nothing here
-changes what Envoys are sent, except `Reload`, which goes through the same reloader as the file watcher.
+changes what Envoys are sent, except `Reload`, which goes through the same reloader as the file watcher. Every
+error text it returns goes through the secret scrubber.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from egress_xds.admin.reloads import ADMIN, ReloadAttempt
 from egress_xds.admin.state import DebugState
 from egress_xds.admin.sync import expected_set, group_labels, snapshot_of, stream_sync
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
+from egress_xds.scrub import SecretScrubber
 from egress_xds.xds.registry import StreamRecord
 from egress_xds.xds.snapshot import PreparedResource
 from egress_xds.xds.type_urls import ads_sort_key
@@ -110,7 +112,8 @@ class AdminService:
         if reloader is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server has no policy source to reload")
             raise AssertionError("not reached")  # abort raises; this keeps type checkers honest
-        return admin_pb2.ReloadResponse(attempt=_attempt(reloader.reload(ADMIN)))
+        attempt = await reloader.reload(ADMIN)
+        return admin_pb2.ReloadResponse(attempt=_attempt(attempt, self._state.scrubber))
 
     async def GetReloadErrors(  # gRPC method name
         self, request: admin_pb2.GetReloadErrorsRequest, context: grpc.aio.ServicerContext
@@ -120,10 +123,10 @@ class AdminService:
         if reloader is None:
             return response
         if reloader.last is not None:
-            response.last_attempt.CopyFrom(_attempt(reloader.last))
+            response.last_attempt.CopyFrom(_attempt(reloader.last, self._state.scrubber))
             response.failing = not reloader.last.ok
         if reloader.last_failure is not None:
-            response.last_failure.CopyFrom(_attempt(reloader.last_failure))
+            response.last_failure.CopyFrom(_attempt(reloader.last_failure, self._state.scrubber))
         return response
 
     def _records(self, node_id: str, prefix: str) -> list[StreamRecord]:
@@ -135,9 +138,14 @@ class AdminService:
         return sorted(records, key=lambda item: (item.node.id, item.stream_id))
 
 
-def _attempt(attempt: ReloadAttempt) -> admin_pb2.ReloadAttempt:
+def _attempt(attempt: ReloadAttempt, scrubber: SecretScrubber) -> admin_pb2.ReloadAttempt:
+    """A reload attempt as the API answers it: every text through the scrubber (an error may quote the file,
+    and a file that failed to load holds credentials the server never served)."""
     message = admin_pb2.ReloadAttempt(
-        time=messages.timestamp(attempt.time), trigger=attempt.trigger, ok=attempt.ok, message=attempt.message
+        time=messages.timestamp(attempt.time),
+        trigger=attempt.trigger,
+        ok=attempt.ok,
+        message=scrubber.scrub(attempt.message),
     )
-    message.errors.extend(messages.config_issue(issue) for issue in attempt.errors)
+    message.errors.extend(messages.config_issue(issue, scrubber) for issue in attempt.errors)
     return message
