@@ -18,6 +18,7 @@ last ACK); later ACKs then leave those out of what the client holds until a new 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
@@ -26,7 +27,7 @@ from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import Protocol
 from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
-from egress_xds.xds.state import TypeState, mark_sent, uses_of
+from egress_xds.xds.state import TypeState, mark_acked, mark_sent, uses_of
 from egress_xds.xds.stream import AdsStream
 from egress_xds.xds.type_urls import WILDCARD
 
@@ -49,6 +50,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         if first:
             initial = dict(request.initial_resource_versions)
             state.known.update(initial)
+            state.declared = initial
             state.subscription.start_delta(type_url=request.type_url, subscribe=request.resource_names_subscribe)
             # A fresh client waits for a first answer; a reconnecting one already holds its configuration.
             state.must_answer = not initial
@@ -98,6 +100,8 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
 
     def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
+        if state.declared:
+            _adopt_declared(state, desired.resources)
         if not state.must_answer and desired.version == state.synced_version:
             return None
         known = state.known
@@ -128,6 +132,23 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
                 control_plane.DELTA_FIELD,
             )
         )
+
+
+def _adopt_declared(state: TypeState, desired: Mapping[str, PreparedResource]) -> None:
+    """A (re)connecting client declared the versions it holds: those equal to what it should have are held and
+    accepted (it got them from an earlier stream, or another replica), as if sent and ACKed on this stream."""
+    declared, state.declared = state.declared, {}
+    held = {name: resource for name, resource in desired.items() if declared.get(name) == resource.version}
+    if not held:
+        return
+    mark_sent(state, {**state.sent, **held}, held.values())
+    mark_acked(state)
+    status = state.status
+    status.sent = status.acked = state.sent
+    status.version_sent = status.version_acked = set_version(state.sent.values())
+    status.last_update_time = status.ack_time = time.time()
+    status.resource_names = frozenset(state.subscription.names)
+    status.wildcard = state.subscription.wildcard
 
 
 def _subscribe(state: TypeState, names: Iterable[str], initial: Mapping[str, str]) -> None:

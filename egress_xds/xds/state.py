@@ -44,6 +44,8 @@ class TypeState:
     # reported as absent in `removed_resources`.
     known: dict[str, str] = field(default_factory=dict)
     reported_absent: set[str] = field(default_factory=set)
+    # Delta only, until the first response is worked out: `initial_resource_versions` of the first request.
+    declared: dict[str, str] = field(default_factory=dict)
     change_time: float | None = None
 
 

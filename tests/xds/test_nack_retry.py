@@ -115,3 +115,31 @@ async def test_delta_nacked_listeners_are_sent_again_once_after_a_cluster_change
 
     await client.nack(again, "a late complaint")  # a NACK of nothing new: not answered
     await client.expect_silence()
+
+
+async def test_delta_reconnect_declared_resources_count_as_held(ads: Ads) -> None:
+    """A Delta Envoy that reconnects (e.g. after a server restart) declares what it holds and is sent only what
+    differs: the status must show it holding the rest (was: NOT SENT, every resource "(not held)")."""
+    ads.cache.set_snapshot("g1", FIXED)
+    first = ads.delta()
+    await first.send(CDS)
+    clusters = delta_versions(await _delta_recv(first, CDS))
+    await first.send(LDS)
+    listeners = delta_versions(await _delta_recv(first, LDS))
+    await first.close()
+    await eventually(lambda: not ads.registry.for_node("node-1"))
+
+    again = ads.delta()
+    await again.send(CDS, initial=clusters)
+    await again.send(LDS, initial={**listeners, "l2": "an-older-version"})
+    update = await _delta_recv(again, LDS)
+    assert list(delta_versions(update)) == ["l2"]
+    await again.expect_silence()
+    cds = ads.record().types[CDS]
+    assert set(cds.acked) == {"a", "b"} and cds.version_acked == FIXED.version(CDS) == cds.version_sent
+    assert cds.ack_time is not None and cds.last_update_time is not None
+    lds = ads.record().types[LDS]
+    assert set(lds.acked) == {"l1"}  # l2 is being updated; what the client holds of it is unknown
+    await again.ack(update)
+    await eventually(lambda: set(ads.record().types[LDS].acked) == {"l1", "l2"})
+    assert ads.record().types[LDS].version_acked == FIXED.version(LDS)
