@@ -1,4 +1,10 @@
-"""The `egress-xds` command line."""
+"""The `egress-xds` command line.
+
+Exit codes (README "Commands"): 0 done; 1 the configuration or the environment is wrong (an invalid policy, an
+address in use, a server that cannot be reached); 2 a usage error (a bad flag or argument); 3 `status` found a
+node out of sync for longer than `--fail-nack-after` / `--fail-stale-after`; 70 an internal error, a bug in
+egress-xds: one line saying so, the traceback only with `--debug` or EGRESS_XDS_DEBUG=1.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,18 +24,27 @@ from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
 from egress_xds.redact import contains_redactions, redact_config
-from egress_xds.sources.file import load_policy_file
+from egress_xds.scrub import SecretScrubber
+from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
 from egress_xds.translate import translate
 from egress_xds.translate.bootstrap import DEFAULT_ADMIN_ADDRESS, ads_bootstrap, resources_as_dict, static_bootstrap
 
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
+EXIT_OUT_OF_SYNC = 3
+EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `egress-xds render | head`
+DEBUG_VARIABLE = "EGRESS_XDS_DEBUG"
+
+# Error texts go through the scrubber's patterns (URL userinfo, Basic/Bearer tokens) before they are printed: a
+# message may quote the input, and the input may hold a password.
+_SCRUBBER = SecretScrubber()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a usage error exits 2 here
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE
@@ -35,15 +52,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ConfigError as error:
         for issue in error.issues:
-            print(f"error: {issue}", file=sys.stderr)
+            _error(str(issue))
         return EXIT_INVALID
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _error(str(error))
         return EXIT_USAGE
+    except CommandFailed as error:
+        _error(str(error))
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # nothing more can be said; keep Python from printing about the pipe at exit
+        return EXIT_BROKEN_PIPE
+    except Exception as error:  # a bug: one line for the user, the traceback on request
+        return _internal_error(error, debug=bool(getattr(args, "debug", False) or os.environ.get(DEBUG_VARIABLE)))
 
 
 class UsageError(Exception):
-    """A bad flag value; printed without a traceback."""
+    """A bad flag value; printed without a traceback, exit 2."""
+
+
+class CommandFailed(Exception):
+    """The command could not do its job for a reason outside egress-xds (an address in use, a server that
+    cannot be reached); printed as one line, exit 1."""
+
+
+def _error(text: str) -> None:
+    print(f"error: {_SCRUBBER.scrub(text)}", file=sys.stderr)
+
+
+def _internal_error(error: Exception, *, debug: bool) -> int:
+    if debug:
+        print(_SCRUBBER.scrub("".join(traceback.format_exception(error))), file=sys.stderr, end="")
+    hint = "" if debug else f"; run it again with --debug (or {DEBUG_VARIABLE}=1) for the details"
+    print(
+        f"error: internal error ({type(error).__name__}): this is a bug in egress-xds {__version__}, not a problem "
+        f"with your input; please report it with the command you ran{hint}",
+        file=sys.stderr,
+    )
+    return EXIT_INTERNAL_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,14 +99,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="egress-xds", description="xDS control plane that tunnels Envoy's outbound traffic through an HTTP proxy"
     )
     parser.add_argument("--version", action="version", version=f"egress-xds {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    parser.add_argument(
+        "--debug", action="store_true", help=f"on an internal error, print the traceback ({DEBUG_VARIABLE}=1)"
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_subparser_class(common))
 
     check = commands.add_parser("check", help="validate a policy file; exit 1 listing every error")
-    check.add_argument("--config", required=True, help="policy file (YAML or JSON)")
+    _source_arguments(check)
+    _output_argument(check)
     check.set_defaults(handler=_check)
 
     render = commands.add_parser("render", help="print the listeners and clusters a node gets")
-    render.add_argument("--config", required=True, help="policy file (YAML or JSON)")
+    _source_arguments(render)
     _node_arguments(render)
     render.add_argument("--format", choices=("yaml", "json"), default="yaml")
     render.add_argument("--static", action="store_true", help="print a complete Envoy bootstrap (static resources)")
@@ -76,10 +130,15 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.set_defaults(handler=_bootstrap)
 
     explain = commands.add_parser("explain", help="say which path a destination takes for a node, and why")
-    explain.add_argument("--config", required=True, help="policy file (YAML or JSON)")
+    _source_arguments(explain)
     _node_arguments(explain)
     explain.add_argument("--protocol", choices=("tls", "http", "tcp"), help="override: how the app connects")
-    explain.add_argument("--address", metavar="IP", help="the address the name resolves to (for CIDR rules)")
+    explain.add_argument(
+        "--address",
+        metavar="IP",
+        help="the address the name resolves to (for CIDR rules; required for a name over tcp)",
+    )
+    _output_argument(explain)
     explain.add_argument("destinations", nargs="+", metavar="DESTINATION", help="host, host:port, IP:port or URL")
     explain.set_defaults(handler=_explain)
 
@@ -133,8 +192,53 @@ def _parser() -> argparse.ArgumentParser:
         "--server", default="127.0.0.1:18000", metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
     )
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
+    status.add_argument(
+        "--fail-nack-after",
+        type=_seconds,
+        metavar="SECONDS",
+        help="exit 3 if a stream has been NACK for SECONDS or more (0: any NACK)",
+    )
+    status.add_argument(
+        "--fail-stale-after",
+        type=_seconds,
+        metavar="SECONDS",
+        help="exit 3 if a stream has been STALE (sent, not ACKed) for SECONDS or more",
+    )
+    _output_argument(status)
     status.set_defaults(handler=_status)
     return parser
+
+
+def _subparser_class(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """Every command also accepts the common flags (`--debug`), before or after the command name."""
+
+    class CommandParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(parents=[common], **kwargs)
+
+    return CommandParser
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="policy file (YAML or JSON)")
+    source.add_argument(
+        "--from-env", action="store_true", help="the policy serve --from-env builds from HTTP_PROXY / NO_PROXY ..."
+    )
+
+
+def _output_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 or more seconds")
+    return value
 
 
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
@@ -200,22 +304,62 @@ def _node(args: argparse.Namespace) -> Node:
     return Node(id=args.node_id, metadata=metadata)
 
 
+def _load(args: argparse.Namespace) -> tuple[PolicySource, LoadedPolicy]:
+    """The policy of `--config FILE` or `--from-env`; warnings (ignored NO_PROXY entries) are printed."""
+    source = PolicySource(Path(args.config) if args.config else None, os.environ)
+    loaded = source.load()
+    for warning in loaded.warnings:
+        print(f"warning: {_SCRUBBER.scrub(str(warning))} (ignored; the valid entries apply)", file=sys.stderr)
+    return source, loaded
+
+
 def _node_policy(args: argparse.Namespace) -> tuple[Node, EgressPolicy]:
-    """The node given by the flags and the policy of `--config` it gets (ConfigError if none selects it)."""
+    """The node given by the flags and the policy it gets (ConfigError if none selects it)."""
     node = _node(args)
-    policy = select_policy(load_policy_file(args.config), node)
+    source, loaded = _load(args)
+    policy = select_policy(loaded.policies, node)
     if policy is None:
-        raise ConfigError([ConfigIssue(args.config, None, "", f"no policy applies to node {node.id!r}")])
+        raise ConfigError([ConfigIssue(source.name, None, "", f"no policy applies to node {node.id!r}")])
     return node, policy
 
 
 def _check(args: argparse.Namespace) -> int:
-    policies = load_policy_file(args.config)
-    for policy in policies.policies:
+    if args.output == "json":
+        return _check_json(args)
+    source, loaded = _load(args)
+    for policy in loaded.policies.policies:
         proxies = ", ".join(f"{name}={proxy.display_url}" for name, proxy in sorted(policy.proxies.items()))
         print(f"policy {policy.name}: {len(policy.rules)} rules, proxies: {proxies or 'none (all direct)'}")
-    print(f"{args.config}: OK")
+    print(f"{source.name}: OK")
     return EXIT_OK
+
+
+def _check_json(args: argparse.Namespace) -> int:
+    """{"source", "ok", "policies": [PolicySummary as GetPolicy shows it], "warnings": [...], "errors": [...]}"""
+    from egress_xds.admin.messages import config_issue
+    from egress_xds.admin.policy_summary import policy_summary
+    from egress_xds.admin.status_json import message_dict
+
+    source = PolicySource(Path(args.config) if args.config else None, os.environ)
+    policies: list[dict[str, Any]] = []
+    warnings: tuple[ConfigIssue, ...] = ()
+    errors: tuple[ConfigIssue, ...] = ()
+    try:
+        loaded = source.load()
+    except ConfigError as error:
+        errors = error.issues
+    else:
+        warnings = loaded.warnings
+        policies = [message_dict(policy_summary(policy)) for policy in loaded.policies.policies]
+    document = {
+        "source": source.name,
+        "ok": not errors,
+        "policies": policies,
+        "warnings": [message_dict(config_issue(issue, _SCRUBBER)) for issue in warnings],
+        "errors": [message_dict(config_issue(issue, _SCRUBBER)) for issue in errors],
+    }
+    print(json.dumps(document, indent=2))
+    return EXIT_INVALID if errors else EXIT_OK
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -259,16 +403,25 @@ def _explain(args: argparse.Namespace) -> int:
     node, policy = _node_policy(args)
     if node.mode is not NodeMode.SIDECAR:
         raise UsageError("explain covers sidecar nodes (captured traffic); a standalone node has explicit listeners")
-    print(f"node {node.id} gets policy {policy.name!r} ({policy.source})")
+    answers: list[dict[str, object]] = []
+    if args.output == "text":
+        print(f"node {node.id} gets policy {policy.name!r} ({policy.source})")
     for destination in args.destinations:
         try:
             protocol = Protocol(args.protocol) if args.protocol else None
             probe = parse_destination(destination, protocol=protocol, address=args.address)
         except ValueError as error:
             raise UsageError(f"{destination!r}: {error}") from None
-        print(explain(policy, probe))
-        if probe.name is not None and probe.ip is None:
-            print("  note: CIDR rules were not checked (no address); pass --address IP to include them")
+        answer = explain(policy, probe)
+        cidr_rules_checked = not (probe.name is not None and probe.ip is None)
+        answers.append({"destination": destination, **answer.as_dict(), "cidr_rules_checked": cidr_rules_checked})
+        if args.output == "text":
+            print(answer)
+            if not cidr_rules_checked:
+                print("  note: CIDR rules were not checked (no address); pass --address IP to include them")
+    if args.output == "json":
+        document = {"node": node.id, "policy": policy.name, "source": policy.source, "destinations": answers}
+        print(json.dumps(document, indent=2))
     return EXIT_OK
 
 
@@ -305,11 +458,10 @@ def _capture(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
-    import os
-    from pathlib import Path
 
+    from egress_xds.listen_address import check_listen_address
     from egress_xds.logs import configure_logging
-    from egress_xds.serve import ServeOptions, serve
+    from egress_xds.serve import ServeOptions, StartupError, serve
 
     if not (args.config or args.from_env or args.kubernetes):
         raise UsageError("serve needs --config FILE, --from-env or --kubernetes (or --kubernetes with one of them)")
@@ -321,6 +473,12 @@ def _serve(args: argparse.Namespace) -> int:
         kubeconfig = Path(args.kubeconfig) if args.kubeconfig else None
         kubernetes = KubernetesOptions(client=ClientSettings(kubeconfig=kubeconfig, context=args.kube_context))
 
+    for flag, address in (("--listen", args.listen), ("--metrics-address", args.metrics_address)):
+        if address is not None:
+            try:
+                check_listen_address(address)
+            except ValueError as error:
+                raise UsageError(f"{flag} {error}") from None
     configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         config=Path(args.config) if args.config else None,
@@ -333,28 +491,39 @@ def _serve(args: argparse.Namespace) -> int:
     )
     try:
         asyncio.run(serve(options))
+    except StartupError as error:
+        raise CommandFailed(str(error)) from None
     except OSError as error:
-        raise UsageError(f"cannot serve on {args.listen}: {error}") from None
+        raise CommandFailed(f"serve: {error}") from None
     return EXIT_OK
 
 
 def _status(args: argparse.Namespace) -> int:
-    from egress_xds.admin.client import AdminUnavailable, list_nodes
+    from egress_xds.admin.client import AdminUnavailable, status_answers
+    from egress_xds.admin.out_of_sync import out_of_sync
+    from egress_xds.admin.server_view import server_summary
+    from egress_xds.admin.status_json import status_document
     from egress_xds.admin.status_view import node_detail, status_table
 
     try:
-        response = list_nodes(args.server, args.node or "", include_resources=bool(args.node))
+        answers = status_answers(args.server, args.node or "", include_resources=bool(args.node))
     except AdminUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    if not args.node:
+        raise CommandFailed(str(error)) from None
+    response = answers.nodes
+    if args.node and not response.nodes:
+        raise CommandFailed(f"no connected node {args.node!r} (egress-xds status lists them all)")
+    problems = out_of_sync(response, nack_after=args.fail_nack_after, stale_after=args.fail_stale_after)
+    if args.output == "json":
+        print(json.dumps(status_document(args.server, answers, problems), indent=2))
+    elif args.node:
+        print("\n".join(node_detail(node, response.server_time) for node in response.nodes), end="")
+    else:
+        print(server_summary(args.server, answers.policy, answers.reloads, response.server_time))
         print(status_table(response), end="")
-        return EXIT_OK
-    if not response.nodes:
-        print(f"error: no connected node {args.node!r} (egress-xds status lists them all)", file=sys.stderr)
-        return EXIT_INVALID
-    print("\n".join(node_detail(node, response.server_time) for node in response.nodes), end="")
-    return EXIT_OK
+    for problem in problems:
+        limit = args.fail_nack_after if problem.status == "NACK" else args.fail_stale_after
+        print(f"out of sync: {problem} (limit {limit:g}s)", file=sys.stderr)
+    return EXIT_OUT_OF_SYNC if problems else EXIT_OK
 
 
 def _print(data: Any, output_format: str) -> None:

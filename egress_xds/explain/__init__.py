@@ -26,9 +26,25 @@ class Explanation:
     origin: str  # the policy decision
     chain: str
     detail: str  # what Envoy does on the wire
+    proxy: str | None = None  # the proxy's name when the verdict is a proxy
 
     def __str__(self) -> str:
         return f"{self.probe} -> {self.verdict} by {self.origin}\n  envoy: chain {self.chain}, {self.detail}"
+
+    def as_dict(self) -> dict[str, object]:
+        """The machine-readable form (`explain -o json`)."""
+        probe = self.probe
+        return {
+            "name": probe.name,
+            "address": str(probe.ip) if probe.ip is not None else None,
+            "port": probe.port,
+            "protocol": probe.protocol.value,
+            "verdict": "proxy" if self.proxy is not None else self.verdict,
+            "proxy": self.proxy,
+            "decision": self.origin,
+            "chain": self.chain,
+            "envoy": self.detail,
+        }
 
 
 def explain(policy: EgressPolicy, probe: Probe) -> Explanation:
@@ -37,8 +53,8 @@ def explain(policy: EgressPolicy, probe: Probe) -> Explanation:
     choice = choose_chain(listener, probe)
     manager_or_proxy = network_filter(listener, choice.chain)
     if isinstance(manager_or_proxy, TcpProxy):
-        verdict, detail = _stream_verdict(policy, manager_or_proxy, probe)
-        return Explanation(probe, verdict, choice.origin, choice.chain, detail)
+        verdict, detail, proxy = _stream_verdict(policy, manager_or_proxy, probe)
+        return Explanation(probe, verdict, choice.origin, choice.chain, detail, proxy)
     authority = probe.name or str(probe.ip)
     if probe.port != 80:
         authority = f"{authority}:{probe.port}"
@@ -50,18 +66,18 @@ def explain(policy: EgressPolicy, probe: Probe) -> Explanation:
         return Explanation(probe, "direct", route.origin, choice.chain, "forwards the request to the original address")
     verdict = f"proxy {proxy} ({policy.proxies[proxy].display_url})"
     detail = f"sends GET http://{authority}/... (absolute form) to the proxy"
-    return Explanation(probe, verdict, route.origin, choice.chain, detail)
+    return Explanation(probe, verdict, route.origin, choice.chain, detail, proxy)
 
 
-def _stream_verdict(policy: EgressPolicy, tcp_proxy: TcpProxy, probe: Probe) -> tuple[str, str]:
+def _stream_verdict(policy: EgressPolicy, tcp_proxy: TcpProxy, probe: Probe) -> tuple[str, str, str | None]:
     if tcp_proxy.cluster == names.DENY_CLUSTER:
-        return "deny", "closes the connection at once"
+        return "deny", "closes the connection at once", None
     proxy = names.proxy_of_cluster(tcp_proxy.cluster)
     if proxy is None:
-        return "direct", "connects to the original address"
+        return "direct", "connects to the original address", None
     hostname = tcp_proxy.tunneling_config.hostname
     target = str(probe) if "REQUESTED_SERVER_NAME" in hostname else f"{_address(probe)}:{probe.port}"
-    return f"proxy {proxy} ({policy.proxies[proxy].display_url})", f"sends CONNECT {target}"
+    return f"proxy {proxy} ({policy.proxies[proxy].display_url})", f"sends CONNECT {target}", proxy
 
 
 def _address(probe: Probe) -> str:

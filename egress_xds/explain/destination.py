@@ -38,7 +38,8 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
     """`https://host/path`, `http://host:8080`, `host`, `host:port`, `10.1.2.3:5432`, `[::1]:443`.
 
     Without a scheme: a name means TLS (its SNI is visible), an address alone means raw TCP, unless `protocol`
-    says otherwise. `address` is the IP the name resolves to (CIDR rules need it). Raises ValueError.
+    says otherwise. `address` is the IP the name resolves to (CIDR rules need it; a name over raw TCP needs it,
+    since Envoy sees only the address then). Raises ValueError.
     """
     text = text.strip()
     scheme = ""
@@ -68,6 +69,10 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
         ip = resolved
     name = None if _ip_or_none(host) is not None else host
     if protocol is Protocol.TCP:
+        if ip is None:
+            raise ValueError(
+                f"raw TCP shows Envoy no name, only an address: pass --address IP (the address {host} resolves to)"
+            )
         name = None  # raw TCP shows no name, whatever the client resolved
     return Probe(name=name, ip=ip, port=port, protocol=protocol)
 

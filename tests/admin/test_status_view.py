@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from egress_xds.admin.client import StatusAnswers
+from egress_xds.admin.out_of_sync import out_of_sync
+from egress_xds.admin.server_view import server_summary
+from egress_xds.admin.status_json import status_document
 from egress_xds.admin.status_view import format_age, node_detail, status_table
 from egress_xds.admin.v1 import admin_pb2
 from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
@@ -110,3 +116,75 @@ def test_detail_shows_versions_the_nack_and_the_diff() -> None:
 
 def test_no_envoy_connected() -> None:
     assert status_table(admin_pb2.ListNodesResponse()) == "no Envoy is connected\n"
+
+
+def server_side() -> tuple[admin_pb2.GetPolicyResponse, admin_pb2.GetReloadErrorsResponse]:
+    policy = admin_pb2.GetPolicyResponse(
+        source="/etc/egress/policy.yaml",
+        policies=[admin_pb2.PolicySummary(name="corp"), admin_pb2.PolicySummary(name="default")],
+        snapshots=[
+            admin_pb2.SnapshotSummary(policy="corp", mode="sidecar", versions={LDS: "l1", CDS: "c1"}, streams=3)
+        ],
+    )
+    failure = admin_pb2.ReloadAttempt(
+        time=at(10),
+        trigger="file change",
+        ok=False,
+        message="1 error(s); still serving the last good policy",
+        errors=[admin_pb2.ConfigIssue(text="/etc/egress/policy.yaml:3: proxies.corp.url: port 99999 out of range")],
+    )
+    reloads = admin_pb2.GetReloadErrorsResponse(failing=True, last_failure=failure, last_attempt=failure)
+    return policy, reloads
+
+
+def test_the_server_side_shows_source_snapshots_and_the_last_reload_error() -> None:
+    policy, reloads = server_side()
+    text = server_summary("127.0.0.1:18000", policy, reloads, Timestamp(seconds=NOW))
+    assert text.splitlines() == [
+        "server 127.0.0.1:18000: policy from /etc/egress/policy.yaml, 2 policies (corp, default)",
+        "  snapshot     corp/sidecar  cds c1  lds l1  (3 streams)",
+        "  reload error 10s ago (file change), still failing: 1 error(s); still serving the last good policy",
+        "    /etc/egress/policy.yaml:3: proxies.corp.url: port 99999 out of range",
+    ]
+    reloads.failing = False
+    reloads.last_attempt.CopyFrom(admin_pb2.ReloadAttempt(time=at(5), trigger="signal", ok=True, message="2 policies"))
+    assert server_summary("127.0.0.1:18000", policy, reloads, Timestamp(seconds=NOW)).splitlines()[2:] == [
+        "  last reload  ok, 5s ago (signal): 2 policies",
+        "  last error   10s ago (file change), fixed by a later reload: 1 error(s); still serving the last good policy",
+    ]
+
+
+def test_out_of_sync_counts_by_the_servers_clock_from_the_status_change() -> None:
+    nodes = response()  # vm-2: CDS STALE for 2 s, LDS NACK for 7 s
+    assert out_of_sync(nodes, nack_after=None, stale_after=None) == []
+    assert [str(item) for item in out_of_sync(nodes, nack_after=7, stale_after=None)] == [
+        "node vm-2 (stream 2): LDS NACK for 7s"
+    ]
+    assert out_of_sync(nodes, nack_after=8, stale_after=3) == []
+    assert [(item.type, item.status) for item in out_of_sync(nodes, nack_after=0, stale_after=0)] == [
+        ("cds", "STALE"),
+        ("lds", "NACK"),
+    ]
+
+
+def test_status_json_is_the_admin_answers_in_proto_field_names() -> None:
+    policy, reloads = server_side()
+    nodes = response()
+    problems = out_of_sync(nodes, nack_after=5, stale_after=None)
+    document = json.loads(
+        json.dumps(status_document("127.0.0.1:18000", StatusAnswers(nodes, policy, reloads), problems))
+    )
+    assert set(document) == {"server", "server_time", "nodes", "out_of_sync"}
+    server = document["server"]
+    assert server["address"] == "127.0.0.1:18000" and server["source"] == "/etc/egress/policy.yaml"
+    assert [item["name"] for item in server["policies"]] == ["corp", "default"]
+    assert server["snapshots"][0]["versions"] == {LDS: "l1", CDS: "c1"} and server["snapshots"][0]["streams"] == 3
+    assert server["reloads"]["failing"] is True
+    assert server["reloads"]["last_failure"]["errors"][0]["text"].endswith("port 99999 out of range")
+    assert document["server_time"] == "2027-01-15T08:00:00Z"
+    first, broken, _ = document["nodes"]
+    assert first["node_id"] == "pod-1" and first["stream_id"] == 1 and first["waiting"] is False  # defaults shown
+    assert broken["types"][1]["status"] == "SYNC_STATUS_NACKED" and broken["types"][1]["last_nack"]["current"]
+    assert document["out_of_sync"] == [
+        {"node_id": "vm-2", "stream_id": 2, "type": "lds", "status": "NACK", "seconds": 7.0}
+    ]

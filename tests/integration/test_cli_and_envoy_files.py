@@ -102,3 +102,41 @@ def test_shipped_envoy_files_validate_and_match_the_generator(path: Path) -> Non
     words = regenerate.removeprefix("# Regenerate: egress-xds ").split()
     shipped = yaml.safe_load(path.read_text())
     assert yaml.safe_load(egress_xds(*words).stdout) == shipped
+
+
+def test_check_output_json_lists_policies_as_the_admin_api_summarises_them(good_policy: Path, tmp_path: Path) -> None:
+    result = egress_xds("check", "--config", str(good_policy), "-o", "json")
+    document = json.loads(result.stdout)
+    assert document["source"] == str(good_policy) and document["ok"] is True and document["errors"] == []
+    (policy,) = document["policies"]
+    assert policy["name"] == "default" and policy["no_proxy"] == [".internal", "10.0.0.0/8"]
+    assert "hunter2" not in result.stdout and {proxy["credentials"] for proxy in policy["proxies"]} >= {
+        "basic (user alice)"
+    }
+    invalid = write_policy(tmp_path / "bad", "httpsProxy: http://x:99999\nrawTcp: maybe\n")
+    failed = egress_xds("check", "--config", str(invalid), "--output", "json", check=False)
+    assert failed.returncode == 1
+    document = json.loads(failed.stdout)
+    assert document["ok"] is False and document["policies"] == []
+    assert [(error["line"], error["field"]) for error in document["errors"]] == [(1, "httpsProxy"), (2, "rawTcp")]
+
+
+def test_from_env_in_check_render_and_explain(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://alice:hunter2@10.0.0.1:3128")
+    monkeypatch.setenv("NO_PROXY", "<local>,.internal,10.*")
+    check = egress_xds("check", "--from-env")
+    assert check.stdout.strip().endswith("environment: OK") and "hunter2" not in check.stdout + check.stderr
+    warnings = check.stderr.strip().splitlines()
+    assert len(warnings) == 2 and all(line.startswith("warning: environment: NO_PROXY") for line in warnings)
+    assert "'<local>'" in warnings[0] and "'10.*'" in warnings[1]
+    as_json = json.loads(egress_xds("check", "--from-env", "-o", "json").stdout)
+    assert as_json["ok"] is True and len(as_json["warnings"]) == 2
+    assert as_json["policies"][0]["no_proxy"] == [".internal"]
+
+    render = egress_xds("render", "--from-env", "--node-id", "n1", "--format", "json")
+    assert [listener["name"] for listener in json.loads(render.stdout)["listeners"]] == ["egress-capture"]
+    explained = egress_xds("explain", "--from-env", "--node-id", "n1", "-o", "json", "https://db.internal")
+    (answer,) = json.loads(explained.stdout)["destinations"]
+    assert answer["verdict"] == "direct" and answer["decision"] == "noProxy entry '.internal'"

@@ -75,3 +75,27 @@ def test_raw_tcp_shows_no_name_so_only_address_rules_apply(policy: EgressPolicy)
 def test_bad_destinations_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_destination(bad)
+
+
+def test_a_name_over_raw_tcp_needs_its_address() -> None:
+    with pytest.raises(ValueError, match="--address"):
+        parse_destination("api.example.com:443", protocol=Protocol.TCP)
+
+
+def test_a_name_over_raw_tcp_is_answered_for_its_address(policy: EgressPolicy) -> None:
+    answer = explain(policy, parse_destination("api.example.com:443", protocol=Protocol.TCP, address="198.51.100.7"))
+    assert str(answer.probe) == "198.51.100.7:443" and "None" not in str(answer)
+    assert answer.verdict == "deny" and answer.origin == "rule 4 'evil net'"
+    answer = explain(policy, parse_destination("api.example.com:443", protocol=Protocol.TCP, address="203.0.113.9"))
+    assert answer.proxy == "corp" and answer.detail == "sends CONNECT 203.0.113.9:443"
+    assert answer.as_dict() == {
+        "name": None,
+        "address": "203.0.113.9",
+        "port": 443,
+        "protocol": "tcp",
+        "verdict": "proxy",
+        "proxy": "corp",
+        "decision": "default: other TCP as rawTcp says",
+        "chain": answer.chain,
+        "envoy": "sends CONNECT 203.0.113.9:443",
+    }
