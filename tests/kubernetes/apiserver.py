@@ -91,6 +91,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: Any = None
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass

@@ -86,8 +86,12 @@ async def start_source(kubeconfig: Path) -> AsyncIterator[StartSource]:
     """`await start_source()` -> RunningSource (after its first list); every source is stopped after the test."""
     started: list[KubernetesSource] = []
 
-    async def start(environ: Mapping[str, str] | None = None, settings: ClientSettings | None = None) -> RunningSource:
-        options = KubernetesOptions(client=settings or ClientSettings(kubeconfig=kubeconfig), watch=FAST_WATCH)
+    async def start(
+        environ: Mapping[str, str] | None = None,
+        settings: ClientSettings | None = None,
+        watch: WatchSettings = FAST_WATCH,
+    ) -> RunningSource:
+        options = KubernetesOptions(client=settings or ClientSettings(kubeconfig=kubeconfig), watch=watch)
         published: list[PolicySet] = []
         source = KubernetesSource(options, published.append, environ=environ or {})
         running = RunningSource(source, published)

@@ -75,9 +75,13 @@ class KubernetesSource:
         self._api = api_client(self._options.client, self._environ)
         custom = client.CustomObjectsApi(self._api)
         core = client.CoreV1Api(self._api)
-        self._writer = StatusWriter(functools.partial(_patch_status, custom))
-        self._writer.start()
         settings = self._options.watch
+        self._writer = StatusWriter(
+            functools.partial(_patch_status, custom),
+            initial_backoff=settings.initial_backoff_seconds,
+            max_backoff=settings.max_backoff_seconds,
+        )
+        self._writer.start()
         for kind in Kind:
             # The cluster-wide path lists a namespaced kind across all namespaces.
             list_function = functools.partial(custom.list_cluster_custom_object, GROUP, VERSION, kind.plural)
