@@ -5,7 +5,8 @@ may quote the configuration it rejects (a validation error prints the offending 
 that text flows into logs, CSDS, the admin API and `egress-xds status`. So the scrubber replaces every credential
 the server has ever served (it learns them from each new policy set, and never forgets one, because a NACK may
 quote a configuration that has been replaced since), and, as a safety net, anything shaped like a `Basic` /
-`Bearer` token or a URL with a password.
+`Bearer` token, and the userinfo of anything URL-shaped, with or without a scheme (`redact.redact_url_text`): a
+password the server never served (one in a rejected reload, say) is covered too.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import threading
 from collections.abc import Callable, Iterable
 
 from egress_xds.policy.model import Credentials, PolicySet
-from egress_xds.redact import REDACTED
+from egress_xds.redact import REDACTED, redact_url_text
 
 # Shorter strings would be replaced inside ordinary words; credentials are longer than this in practice, and the
 # token patterns below catch what a short password turns into on the wire.
 MIN_SECRET_LENGTH = 4
 _TOKEN = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9._~+/=-]{6,}")
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]*@")
 
 
 class SecretScrubber:
@@ -59,7 +59,7 @@ class SecretScrubber:
         if pattern is not None:
             text = pattern.sub(REDACTED, text)
         text = _TOKEN.sub(rf"\1\2{REDACTED}", text)
-        return _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+        return redact_url_text(text)
 
 
 def _credentials(policies: PolicySet) -> Iterable[Credentials]:

@@ -13,8 +13,8 @@ Deliberate differences to Go (all stricter or more explicit, none loosen a Go ru
 
 * Go ignores malformed entries; here each one becomes a `NoProxyError` (the valid entries are kept).
   Rejected: bad CIDRs, a CIDR with a port (`10.0.0.0/8:443`, which Go silently never matches), ports
-  outside 1-65535, empty labels (`a..b`), characters not allowed in a host name, `*` other than alone or as
-  a leading `*.`, URLs (`http://...`), IP zone indexes (`fe80::1%eth0`), names whose last label is all
+  outside 1-65535, `@` (`user@host`), empty labels (`a..b`), characters not allowed in a host name, `*` other
+  than alone or as a leading `*.`, URLs (`http://...`), IP zone indexes (`fe80::1%eth0`), names whose last label is all
   digits (an invalid IP such as `10.0.0.256`, or an IP "prefix" such as `10.0.`), `*` with a port, and an
   unbracketed IPv6 address with a port.
 * Trailing dots are ignored (in the entry and in the host); Go compares them literally.
@@ -29,6 +29,8 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from egress_xds.redact import redact_value
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -97,7 +99,7 @@ class NoProxyError:
     message: str  # what is wrong and what was expected
 
     def __str__(self) -> str:
-        return f"NO_PROXY entry {self.index} {self.raw!r}: {self.message}"
+        return f"NO_PROXY entry {self.index} {redact_value(self.raw)!r}: {self.message}"
 
 
 # What `NoProxy.match` returns when only a `*` entry applies. Its index is -1 because it stands for every `*`
@@ -187,6 +189,8 @@ def _parse_entry(raw: str, index: int) -> NoProxyEntry:
     text = raw.lower()
     if "://" in text:
         raise _EntryError(f"a URL is not allowed, {_EXPECTED} (drop the scheme and any path)")
+    if "@" in text:  # checked first: no message below may quote a part of `user:password@host`
+        raise _EntryError(f"'@' is not allowed (no credentials in NO_PROXY), {_EXPECTED}")
     if text.startswith("["):
         bracketed, bracketed_port = _parse_bracketed(text)
         return NoProxyEntry(raw, index, None, _host_network(bracketed), bracketed_port)

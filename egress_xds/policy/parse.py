@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from egress_xds.policy.addresses import is_ip_literal
-from egress_xds.policy.errors import ConfigError, ConfigIssue
+from egress_xds.policy.errors import ConfigError, ConfigIssue, describe
 from egress_xds.policy.model import (
     DENY,
     DIRECT,
@@ -35,14 +35,13 @@ from egress_xds.policy.model import (
     Scheme,
     Standalone,
 )
-from egress_xds.policy.no_proxy import DomainPattern, parse_no_proxy
+from egress_xds.policy.no_proxy import DomainPattern, NoProxy, parse_no_proxy
 from egress_xds.policy.proxy_url import (
     ProxyUrlError,
     basic_credentials,
     parse_host_port,
     parse_port,
     parse_proxy_url,
-    redact_userinfo,
     validate_host,
 )
 from egress_xds.policy.yaml_tree import FieldPath, LocatedDocument, format_path
@@ -57,37 +56,56 @@ TOP_LEVEL_KEYS = POLICY_KEYS | {"policies"}
 DEFAULT_POLICY_NAME = "default"
 # Names given to proxies that are written inline as URLs in httpProxy / httpsProxy.
 INLINE_PROXY_NAMES = {"httpProxy": "http-proxy", "httpsProxy": "https-proxy"}
+# Parsing stops after this many problems: the first ones are what to fix, and a huge broken file stays cheap.
+MAX_ISSUES = 100
+# Durations of a health check (Envoy accepts more, but an interval beyond an hour checks nothing).
+MAX_DURATION_MS = 3_600_000
+UINT32_MAX = 2**32 - 1
+
+
+class _TooManyIssues(Exception):
+    """Raised by `_Context.error` once `MAX_ISSUES` problems are collected."""
 
 
 class _Context:
     """Collects issues for one document; resolves relative file paths against the document's directory."""
 
-    def __init__(self, document: LocatedDocument, base_dir: Path | None) -> None:
+    def __init__(self, document: LocatedDocument, base_dir: Path | None, lenient_no_proxy: bool) -> None:
         self.document = document
         self.base_dir = base_dir
+        self.lenient_no_proxy = lenient_no_proxy
         self.issues: list[ConfigIssue] = []
+        self.warnings: list[ConfigIssue] = []
         # proxies that are defined but invalid: their error is reported once, references to them stay quiet
         self.broken_proxies: set[str] = set()
 
     def error(self, path: FieldPath, message: str) -> None:
-        line = self.document.line_of(path)
-        self.issues.append(ConfigIssue(self.document.source, line, format_path(path), message))
+        self.issues.append(self.issue(path, message))
+        if len(self.issues) >= MAX_ISSUES:
+            raise _TooManyIssues
+
+    def warn(self, path: FieldPath, message: str) -> None:
+        self.warnings.append(self.issue(path, message))
+
+    def issue(self, path: FieldPath, message: str) -> ConfigIssue:
+        return ConfigIssue(self.document.source, self.document.line_of(path), format_path(path), message)
 
     def mapping(self, value: Any, path: FieldPath, allowed: set[str]) -> dict[str, Any] | None:
         if not isinstance(value, dict):
-            self.error(path, f"expected a mapping with keys {_listing(allowed)}, got {_kind(value)}")
+            self.error(path, f"expected a mapping with keys {_listing(allowed)}, got {describe(value)}")
             return None
         for key in value:
             if key not in allowed:
-                hint = _closest(key, allowed)
+                hint = _closest(str(key), allowed)
                 suffix = f"; did you mean {hint!r}?" if hint else ""
-                self.error((*path, key), f"unknown key {key!r} (expected one of {_listing(allowed)}){suffix}")
+                expected = f"expected one of {_listing(allowed)}"
+                self.error((*path, key), f"unknown key {describe(str(key))} ({expected}){suffix}")
         return value
 
     def string(self, value: Any, path: FieldPath) -> str | None:
         if isinstance(value, str) and value.strip():
             return value.strip()
-        self.error(path, f"expected a non-empty string, got {_kind(value)}")
+        self.error(path, f"expected a non-empty string, got {describe(value)}")
         return None
 
     def attempt(self, path: FieldPath, convert: Callable[[], T]) -> T | None:
@@ -110,21 +128,37 @@ class _Context:
 
 
 def parse_document(document: LocatedDocument, base_dir: Path | None = None) -> PolicySet:
-    """The whole policy set of a document: one policy (top-level keys) or `policies: [...]`."""
-    context = _Context(document, base_dir)
+    """The whole policy set of a document: one policy (top-level keys) or `policies: [...]`.
+
+    Raises ConfigError (and nothing else) for any value tree: wrong types, deep nesting, huge numbers."""
+    policies, _ = parse_document_with_warnings(document, base_dir)
+    return policies
+
+
+def parse_document_with_warnings(
+    document: LocatedDocument, base_dir: Path | None = None, *, lenient_no_proxy: bool = False
+) -> tuple[PolicySet, tuple[ConfigIssue, ...]]:
+    """`parse_document`, optionally ignoring bad `noProxy` entries: each becomes a warning instead of an error
+    (what the environment source does, as Go's httpproxy does; policy files stay strict)."""
+    context = _Context(document, base_dir, lenient_no_proxy)
     if document.value in (None, {}):  # e.g. a file caught half-written: never read as "everything direct"
         raise ConfigError([ConfigIssue(document.source, None, "", "empty policy: expected httpProxy, httpsProxy, ...")])
-    root = context.mapping(document.value, (), TOP_LEVEL_KEYS)
     policies: list[EgressPolicy] = []
-    if root is not None:
-        if "policies" in root:
-            policies = _parse_policy_list(context, root)
-        else:
-            policy = _parse_policy(context, root, (), {})
-            policies = [policy] if policy is not None else []
+    try:
+        root = context.mapping(document.value, (), TOP_LEVEL_KEYS)
+        if root is not None:
+            if "policies" in root:
+                policies = _parse_policy_list(context, root)
+            else:
+                policy = _parse_policy(context, root, (), {})
+                policies = [policy] if policy is not None else []
+    except _TooManyIssues:
+        last = context.issues[-1]
+        stop = f"too many problems; stopped after the first {MAX_ISSUES}"
+        raise ConfigError([*context.issues, ConfigIssue(last.source, last.line, "", stop)]) from None
     if context.issues:
         raise ConfigError(context.issues)
-    return PolicySet(tuple(policies))
+    return PolicySet(tuple(policies)), tuple(context.warnings)
 
 
 def _parse_policy_list(context: _Context, root: dict[str, Any]) -> list[EgressPolicy]:
@@ -135,7 +169,7 @@ def _parse_policy_list(context: _Context, root: dict[str, Any]) -> list[EgressPo
     shared = _parse_proxies(context, root.get("proxies", {}), ("proxies",))
     items = root["policies"]
     if not isinstance(items, list) or not items:
-        context.error(("policies",), f"expected a non-empty list of policies, got {_kind(items)}")
+        context.error(("policies",), f"expected a non-empty list of policies, got {describe(items)}")
         return []
     policies: list[EgressPolicy] = []
     seen: dict[str, int] = {}
@@ -151,7 +185,7 @@ def _parse_policy_list(context: _Context, root: dict[str, Any]) -> list[EgressPo
             continue
         if policy.name in seen:
             other = f"policies[{seen[policy.name]}]"
-            context.error((*path, "name"), f"duplicate policy name {policy.name!r} (also {other})")
+            context.error((*path, "name"), f"duplicate policy name {describe(policy.name)} (also {other})")
         seen[policy.name] = index
         policies.append(policy)
     return policies
@@ -167,20 +201,13 @@ def _parse_policy(
     proxies = dict(shared)
     for proxy_name, proxy in _parse_proxies(context, fields.get("proxies", {}), (*path, "proxies")).items():
         if proxy_name in shared:
-            context.error((*path, "proxies", proxy_name), f"proxy {proxy_name!r} is already defined at top level")
+            context.error(
+                (*path, "proxies", proxy_name), f"proxy {describe(proxy_name)} is already defined at top level"
+            )
         proxies[proxy_name] = proxy
     http_proxy = _parse_default_proxy(context, fields, path, "httpProxy", proxies)
     https_proxy = _parse_default_proxy(context, fields, path, "httpsProxy", proxies)
-    no_proxy_value = fields.get("noProxy", "")
-    if not isinstance(no_proxy_value, str | list):
-        context.error((*path, "noProxy"), f"expected a comma-separated string or a list, got {_kind(no_proxy_value)}")
-        no_proxy_value = ""
-    no_proxy, no_proxy_errors = parse_no_proxy(no_proxy_value)
-    for problem in no_proxy_errors:
-        element: FieldPath = (*path, "noProxy")
-        if isinstance(no_proxy_value, list):
-            element = (*element, _list_position(no_proxy_value, problem.raw))
-        context.error(element, f"entry {problem.index} {problem.raw!r}: {problem.message}")
+    no_proxy = _parse_no_proxy(context, fields.get("noProxy", ""), (*path, "noProxy"))
     rules = _parse_rules(context, fields.get("rules", []), (*path, "rules"), proxies)
     raw_tcp = RawTcpMode.TUNNEL
     if "rawTcp" in fields:
@@ -205,10 +232,37 @@ def _parse_policy(
     )
 
 
+def _parse_no_proxy(context: _Context, value: Any, path: FieldPath) -> NoProxy:
+    """`noProxy`: a string or a list of strings. A bad entry is an error, or with `lenient_no_proxy` a warning
+    (the entry is ignored, the others apply)."""
+    items: list[str] = []
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                items.append(item)
+            else:
+                context.error((*path, index), f"expected a string, got {describe(item)}")
+    else:
+        context.error(path, f"expected a comma-separated string or a list, got {describe(value)}")
+    no_proxy, problems = parse_no_proxy(items)
+    for problem in problems:
+        element: FieldPath = path
+        if isinstance(value, list):
+            element = (*element, _list_position(value, problem.raw))
+        entry = f"entry {problem.index} {describe(problem.raw)}"
+        if context.lenient_no_proxy:
+            context.warn(element, f"{entry} ignored: {problem.message}")
+        else:
+            context.error(element, f"{entry}: {problem.message}")
+    return no_proxy
+
+
 def _parse_name(context: _Context, value: Any, path: FieldPath, what: str) -> str | None:
     if isinstance(value, str) and NAME_PATTERN.match(value):
         return value
-    context.error(path, f"{what} name {value!r} must be lower case letters, digits and '-' (at most 63)")
+    context.error(path, f"{what} name {describe(value)} must be lower case letters, digits and '-' (at most 63)")
     return None
 
 
@@ -227,8 +281,10 @@ def _parse_default_proxy(
             return text
         if text in context.broken_proxies:
             return None
-        context.error((*path, key), f"{text!r} is neither a URL (http://host:port) nor a proxy defined in 'proxies'")
-        return None
+        if ":" not in text and "@" not in text:  # a name (a URL without scheme is reported by the URL parser)
+            message = f"{describe(text)} is neither a URL (http://host:port) nor a proxy defined in 'proxies'"
+            context.error((*path, key), message)
+            return None
     proxy = _proxy_from_url(context, text, (*path, key), INLINE_PROXY_NAMES[key])
     if proxy is None:
         return None
@@ -265,7 +321,7 @@ def _parse_proxies(context: _Context, value: Any, path: FieldPath) -> dict[str, 
     if value in (None, {}):
         return {}
     if not isinstance(value, dict):
-        context.error(path, f"expected a mapping of proxy name to proxy, got {_kind(value)}")
+        context.error(path, f"expected a mapping of proxy name to proxy, got {describe(value)}")
         return {}
     proxies: dict[str, Proxy] = {}
     for name, spec in value.items():
@@ -323,7 +379,8 @@ def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: Fie
             context.error((*path, "caFile"), "caFile only applies to an https:// proxy")
     sni = first.host if first.scheme is Scheme.HTTPS and not is_ip_literal(first.host) else None
     if "sni" in fields:
-        sni = context.attempt((*path, "sni"), lambda: validate_host(str(fields["sni"])))
+        sni_text = context.string(fields["sni"], (*path, "sni"))
+        sni = context.attempt((*path, "sni"), partial(validate_host, sni_text)) if sni_text is not None else None
         if first.scheme is not Scheme.HTTPS:
             context.error((*path, "sni"), "sni only applies to an https:// proxy")
     endpoints = tuple(ProxyEndpoint(url.host, url.port, priority) for url, priority, _ in parsed)
@@ -347,7 +404,7 @@ def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: Fie
 
 def _endpoint_urls(context: _Context, value: Any, path: FieldPath) -> list[tuple[str, int, FieldPath]]:
     if not isinstance(value, list) or not value:
-        context.error(path, f"expected a non-empty list of URLs or {{url, priority}} entries, got {_kind(value)}")
+        context.error(path, f"expected a non-empty list of URLs or {{url, priority}} entries, got {describe(value)}")
         return []
     urls = []
     for index, item in enumerate(value):
@@ -361,7 +418,7 @@ def _endpoint_urls(context: _Context, value: Any, path: FieldPath) -> list[tuple
         url = context.string(fields.get("url"), (*item_path, "url"))
         priority = fields.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 127:
-            context.error((*item_path, "priority"), f"expected a whole number 0-127, got {priority!r}")
+            context.error((*item_path, "priority"), f"expected a whole number 0-127, got {describe(priority)}")
             continue
         if url is not None:
             urls.append((url, priority, (*item_path, "url")))
@@ -416,22 +473,25 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
 def _duration_ms(context: _Context, value: Any, path: FieldPath, default: int) -> int:
     if value is None:
         return default
-    match = _DURATION.match(str(value).strip())
-    if isinstance(value, bool) or not match:
-        context.error(path, f"expected a duration like 500ms, 5s or 1m, got {value!r}")
+    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        context.error(path, f"expected a duration like 500ms, 5s or 1m, got {describe(value)}")
         return default
     number, unit = float(match.group(1)), match.group(2)
-    milliseconds = int(number * {"ms": 1, "s": 1000, "m": 60_000}[unit])
-    if milliseconds <= 0:
+    milliseconds = number * {"ms": 1, "s": 1000, "m": 60_000}[unit]
+    if milliseconds > MAX_DURATION_MS:
+        context.error(path, "a duration must be at most 1h")
+        return default
+    if int(milliseconds) <= 0:
         context.error(path, "a duration must be positive")
-    return milliseconds
+    return int(milliseconds)
 
 
 def _positive(context: _Context, value: Any, path: FieldPath, default: int) -> int:
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        context.error(path, f"expected a whole number >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= UINT32_MAX:
+        context.error(path, f"expected a whole number 1-{UINT32_MAX}, got {describe(value)}")
         return default
     return value
 
@@ -443,7 +503,7 @@ def _parse_rules(context: _Context, value: Any, path: FieldPath, proxies: Mappin
     if value in (None, []):
         return []
     if not isinstance(value, list):
-        context.error(path, f"expected a list of rules, got {_kind(value)}")
+        context.error(path, f"expected a list of rules, got {describe(value)}")
         return []
     rules = []
     for index, item in enumerate(value):
@@ -455,7 +515,9 @@ def _parse_rules(context: _Context, value: Any, path: FieldPath, proxies: Mappin
             context.error(item_path, "a rule needs an 'action': direct, deny or {proxy: NAME}")
             continue
         action = _parse_action(context, fields["action"], (*item_path, "action"), proxies)
-        name = str(fields.get("name") or f"rule {index + 1}")
+        name = f"rule {index + 1}"
+        if fields.get("name") is not None:
+            name = context.string(fields["name"], (*item_path, "name")) or name
         domains = [
             pattern
             for position, entry in enumerate(_list_of(context, fields.get("domains"), (*item_path, "domains")))
@@ -487,21 +549,24 @@ def _parse_action(context: _Context, value: Any, path: FieldPath, proxies: Mappi
             context.error(path, "expected {proxy: NAME}")
             return None
         name = fields["proxy"]
+        if not isinstance(name, str):
+            context.error((*path, "proxy"), f"expected a proxy name, got {describe(name)}")
+            return None
         if name in context.broken_proxies:
             return None
         if name not in proxies:
             known = ", ".join(sorted(proxies)) or "none defined"
-            context.error((*path, "proxy"), f"unknown proxy {name!r} (defined: {known})")
+            context.error((*path, "proxy"), f"unknown proxy {describe(name)} (defined: {known})")
             return None
         return Action(ActionKind.PROXY, name)
-    context.error(path, f"expected direct, deny or {{proxy: NAME}}, got {value!r}")
+    context.error(path, f"expected direct, deny or {{proxy: NAME}}, got {describe(value)}")
     return None
 
 
 def _parse_domain(context: _Context, value: Any, path: FieldPath) -> DomainPattern | None:
     """Rule domains: `example.com` (exactly), `.example.com` or `*.example.com` (subdomains only)."""
     if not isinstance(value, str):
-        context.error(path, f"expected a domain string, got {_kind(value)}")
+        context.error(path, f"expected a domain string, got {describe(value)}")
         return None
     text = value.strip()
     subdomains = text.startswith(("*.", "."))
@@ -510,16 +575,20 @@ def _parse_domain(context: _Context, value: Any, path: FieldPath) -> DomainPatte
     if host is None:
         return None
     if is_ip_literal(host):
-        context.error(path, f"{text!r} is an IP address; put addresses in 'cidrs'")
+        context.error(path, f"{describe(text)} is an IP address; put addresses in 'cidrs'")
         return None
     return DomainPattern.subdomains_of(host) if subdomains else DomainPattern.exact(host)
 
 
 def _parse_cidr(context: _Context, value: Any, path: FieldPath) -> IPNetwork | None:
+    if not isinstance(value, str):
+        context.error(path, f"expected a CIDR string such as 10.0.0.0/8, got {describe(value)}")
+        return None
     try:
-        return ipaddress.ip_network(str(value).strip(), strict=True)
+        return ipaddress.ip_network(value.strip(), strict=True)
     except ValueError as exc:
-        context.error(path, f"{value!r} is not a valid CIDR or IP address ({exc})")
+        detail = "" if "@" in value else f" ({exc})"  # the reason quotes the value, which may hold a password
+        context.error(path, f"{describe(value)} is not a valid CIDR or IP address{detail}")
         return None
 
 
@@ -532,12 +601,18 @@ def _parse_selector(context: _Context, value: Any, path: FieldPath) -> NodeSelec
     fields = context.mapping(value, path, SELECTOR_KEYS)
     if fields is None:
         return None
-    id_glob = str(fields.get("id", "*"))
+    id_glob = context.string(fields.get("id", "*"), (*path, "id"))
     metadata = fields.get("metadata", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str | int | bool) for v in metadata.values()):
+    if id_glob is None:
+        return None
+    if not isinstance(metadata, dict) or not all(_is_metadata_value(item) for item in metadata.values()):
         context.error((*path, "metadata"), "expected a mapping of metadata key to string value")
         return None
     return NodeSelector(id_glob, {str(key): _metadata_text(item) for key, item in metadata.items()})
+
+
+def _is_metadata_value(value: Any) -> bool:
+    return isinstance(value, str | bool) or (isinstance(value, int) and value.bit_length() <= 64)
 
 
 def _metadata_text(value: str | int | bool) -> str:
@@ -574,7 +649,7 @@ def _parse_standalone(
         if listener is None:
             continue
         if listener.name in seen_names:
-            context.error((*item_path, "name"), f"duplicate listener name {listener.name!r}")
+            context.error((*item_path, "name"), f"duplicate listener name {describe(listener.name)}")
         seen_names.add(listener.name)
         listeners.append(listener)
     forward_proxy = None
@@ -624,7 +699,8 @@ def _parse_listen(context: _Context, value: Any, path: FieldPath) -> tuple[str, 
         return None
     result = context.attempt(path, lambda: parse_host_port(text))
     if result is not None and not is_ip_literal(result[0]):
-        context.error(path, f"listen address must be an IP address (e.g. 127.0.0.1:{result[1]}), got {text!r}")
+        message = f"listen address must be an IP address (e.g. 127.0.0.1:{result[1]}), got {describe(text)}"
+        context.error(path, message)
         return None
     return result
 
@@ -634,7 +710,7 @@ def _parse_enum(context: _Context, value: Any, path: FieldPath, enum_type: type[
         return enum_type(value)
     except ValueError:
         allowed = ", ".join(member.value for member in enum_type)
-        context.error(path, f"expected one of {allowed}, got {value!r}")
+        context.error(path, f"expected one of {allowed}, got {describe(value)}")
         return None
 
 
@@ -642,7 +718,7 @@ def _list_of(context: _Context, value: Any, path: FieldPath) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        context.error(path, f"expected a list, got {_kind(value)}")
+        context.error(path, f"expected a list, got {describe(value)}")
         return []
     return value
 
@@ -659,20 +735,6 @@ def _resolve(context: _Context, value: str) -> Path:
     if not path.is_absolute() and context.base_dir is not None:
         path = context.base_dir / path
     return path
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return f"the boolean {str(value).lower()}"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    return repr(redact_userinfo(value)) if isinstance(value, str) else repr(value)
 
 
 def _listing(keys: set[str]) -> str:

@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from egress_xds.policy.errors import describe
 from egress_xds.policy.model import Credentials, Scheme
+from egress_xds.redact import redact_value
 
 DEFAULT_PORTS = {Scheme.HTTP: 80, Scheme.HTTPS: 443}
 _LABEL = r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?"
@@ -32,16 +34,18 @@ def basic_credentials(username: str, password: str) -> Credentials:
     return Credentials(header_value=f"Basic {token}", username=username)
 
 
-def parse_host_port(text: str, *, default_port: int | None = None) -> tuple[str, int]:
-    """`host:port`, `[v6]:port` or (with a default port) a bare host. Raises ValueError with a clear message."""
+def parse_host_port(text: str, *, default_port: int | None = None, quote_port: bool = True) -> tuple[str, int]:
+    """`host:port`, `[v6]:port` or (with a default port) a bare host. Raises ValueError with a clear message.
+
+    With `quote_port=False` a bad port is not repeated (in a URL cut short, `alice:S3cret`, it is a password)."""
     text = text.strip()
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
-            raise ValueError(f"{text!r}: unclosed '[' in IPv6 address")
+            raise ValueError(f"{describe(text)}: unclosed '[' in IPv6 address")
         host, rest = text[1:end], text[end + 1 :]
         if rest and not rest.startswith(":"):
-            raise ValueError(f"{text!r}: expected ':port' after ']'")
+            raise ValueError(f"{describe(text)}: expected ':port' after ']'")
         port_text = rest[1:] if rest else ""
     elif text.count(":") == 1:
         host, port_text = text.split(":")
@@ -52,18 +56,30 @@ def parse_host_port(text: str, *, default_port: int | None = None) -> tuple[str,
     host = validate_host(host)
     if not port_text:
         if default_port is None:
-            raise ValueError(f"{text!r}: expected host:port (the port is required)")
+            raise ValueError(f"{describe(text)}: expected host:port (the port is required)")
         return host, default_port
-    return host, parse_port(port_text)
+    return host, parse_port(port_text, quote=quote_port)
 
 
-def parse_port(value: object) -> int:
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
-        raise ValueError(f"port {value!r} is not a number (expected 1-65535)")
-    port = int(value)
+def parse_port(value: object, *, quote: bool = True) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        if len(value) > 5:
+            raise ValueError(
+                f"port {redact_value(value)} out of range (expected 1-65535)" if quote else _UNQUOTED_RANGE
+            )
+        port = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        port = value
+    else:
+        raise ValueError(f"port {describe(value)} is not a number (expected 1-65535)" if quote else _UNQUOTED_NAN)
     if not 1 <= port <= 65535:
-        raise ValueError(f"port {port} out of range (expected 1-65535)")
+        shown = describe(port).removeprefix("the number ")
+        raise ValueError(f"port {shown} out of range (expected 1-65535)" if quote else _UNQUOTED_RANGE)
     return port
+
+
+_UNQUOTED_NAN = "the port is not a number (expected 1-65535)"
+_UNQUOTED_RANGE = "the port is out of range (expected 1-65535)"
 
 
 def validate_host(host: str) -> str:
@@ -76,48 +92,42 @@ def validate_host(host: str) -> str:
     except ValueError:
         pass
     if not _HOSTNAME.match(host):
-        raise ValueError(f"{host!r} is not a valid hostname or IP address")
+        raise ValueError(f"{describe(host)} is not a valid hostname or IP address")
     return host
 
 
 def parse_proxy_url(url: str) -> ProxyUrl:
-    """Parse a proxy URL. A missing port means the scheme's default (80/443), as Go and Python do."""
+    """Parse a proxy URL. A missing port means the scheme's default (80/443), as Go and Python do.
+
+    No message repeats the userinfo, nor, in a URL without `@` (perhaps cut short: `http://alice:S3cret`), what
+    follows the host."""
     text = url.strip()
     if "://" not in text:
-        raise ProxyUrlError("expected a URL like http://proxy.example:3128 (scheme http or https)")
+        raise ProxyUrlError(f"{describe(text)} has no scheme: write http:// or https:// before it")
     try:
         parts = urlsplit(text)
-    except ValueError as exc:
-        raise ProxyUrlError(f"not a valid URL ({_strip_secrets(str(exc), text)})") from None
+    except ValueError:
+        raise ProxyUrlError(f"{describe(text)} is not a valid URL (a '[' or ']' out of place?)") from None
     try:
         scheme = Scheme(parts.scheme.lower())
     except ValueError:
         raise ProxyUrlError(
-            f"unsupported scheme {parts.scheme!r} (expected http or https; socks is not supported)"
+            f"unsupported scheme {describe(parts.scheme)} (expected http or https; socks is not supported)"
         ) from None
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ProxyUrlError("a proxy URL has no path, query or fragment")
-    host_port = parts.netloc.rpartition("@")[2]
+    userinfo, at, host_port = parts.netloc.rpartition("@")
+    if not host_port.strip():
+        raise ProxyUrlError("the proxy URL has no host")
     try:
-        host, port = parse_host_port(host_port, default_port=DEFAULT_PORTS[scheme])
+        # Without `@`, what follows the host may be a password (a URL cut short: `http://alice:S3cret`); only a
+        # port-like number of up to 5 digits is repeated.
+        port_like = bool(re.fullmatch(r".*:[0-9]{1,5}", host_port))
+        host, port = parse_host_port(host_port, default_port=DEFAULT_PORTS[scheme], quote_port=bool(at) or port_like)
     except ValueError as exc:
         raise ProxyUrlError(str(exc)) from None
     credentials = None
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rpartition("@")[0]
+    if at:
         username, _, password = userinfo.partition(":")
         credentials = basic_credentials(unquote(username), unquote(password))
     return ProxyUrl(scheme=scheme, host=host, port=port, credentials=credentials)
-
-
-def _strip_secrets(message: str, url: str) -> str:
-    userinfo = url.split("://", 1)[-1].rpartition("@")[0]
-    return message.replace(userinfo, "***") if userinfo else message
-
-
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
-
-
-def redact_userinfo(text: str) -> str:
-    """`http://user:secret@host` -> `http://***@host`, anywhere in a text meant for humans."""
-    return _USERINFO.sub(lambda match: f"{match.group('scheme')}***@", text)

@@ -1,12 +1,19 @@
-"""The environment source: HTTP_PROXY / HTTPS_PROXY / NO_PROXY, upper case first, as Go's httpproxy reads them."""
+"""The environment source: HTTP_PROXY / HTTPS_PROXY / NO_PROXY, upper case first, as Go's httpproxy reads them.
+
+A server reads its environment as it finds it, and real corporate NO_PROXY values carry entries meant for other
+clients (`<local>` for Windows, `10.*` for a shell glob): a bad NO_PROXY entry is ignored with a warning, the
+valid entries apply, as Go ignores them. A policy file stays strict (a bad entry is an error: it was written for
+egress-xds). A missing or bad proxy URL is fatal here too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import PolicySet
-from egress_xds.policy.parse import parse_document
+from egress_xds.policy.parse import parse_document_with_warnings
 from egress_xds.policy.yaml_tree import LocatedDocument
 
 SOURCE_NAME = "environment"
@@ -18,8 +25,17 @@ VARIABLES = {
 }
 
 
-def policy_from_environment(environ: Mapping[str, str]) -> PolicySet:
-    """One policy for every node, built from the proxy variables. Raises ConfigError naming the variable."""
+@dataclass(frozen=True)
+class EnvironmentPolicy:
+    """The policy built from the proxy variables, and one warning per ignored NO_PROXY entry."""
+
+    policies: PolicySet
+    warnings: tuple[ConfigIssue, ...]  # source "environment", path the variable, "entry N 'x' ignored: why"
+
+
+def load_environment_policy(environ: Mapping[str, str]) -> EnvironmentPolicy:
+    """One policy for every node, built from the proxy variables. Raises ConfigError naming the variable when
+    neither proxy variable is set or a proxy URL is bad (messages never contain credentials)."""
     fields: dict[str, str] = {}
     used: dict[str, str] = {}
     for field, names in VARIABLES.items():
@@ -33,9 +49,15 @@ def policy_from_environment(environ: Mapping[str, str]) -> PolicySet:
             [ConfigIssue(SOURCE_NAME, None, "", "neither HTTP_PROXY nor HTTPS_PROXY (nor lower case) is set")]
         )
     try:
-        return parse_document(LocatedDocument(SOURCE_NAME, fields))
+        policies, warnings = parse_document_with_warnings(LocatedDocument(SOURCE_NAME, fields), lenient_no_proxy=True)
     except ConfigError as error:
         raise ConfigError(_rename(issue, used) for issue in error.issues) from None
+    return EnvironmentPolicy(policies, tuple(_rename(warning, used) for warning in warnings))
+
+
+def policy_from_environment(environ: Mapping[str, str]) -> PolicySet:
+    """`load_environment_policy` without the warnings (for callers that do not report them)."""
+    return load_environment_policy(environ).policies
 
 
 def _rename(issue: ConfigIssue, used: Mapping[str, str]) -> ConfigIssue:

@@ -1,4 +1,4 @@
-"""The policy file source: a YAML or JSON file on disk."""
+"""The policy file source: a YAML or JSON file on disk, read once and parsed once, within fixed bounds."""
 
 from __future__ import annotations
 
@@ -7,17 +7,31 @@ from pathlib import Path
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import PolicySet
 from egress_xds.policy.parse import parse_document
-from egress_xds.policy.yaml_tree import load_document
+from egress_xds.policy.yaml_tree import MAX_DOCUMENT_BYTES, load_document, too_large_message
 
 
 def load_policy_file(path: str | Path) -> PolicySet:
-    """Read and validate a policy file. Raises ConfigError listing every problem with file, line and field."""
+    """Read and validate a policy file. Raises ConfigError listing every problem with file, line and field; never
+    any other exception, whatever the file holds (binary data, a 50 MB file, deep nesting, YAML tags)."""
     file_path = Path(path)
     try:
-        text = file_path.read_text()
+        with file_path.open("rb") as stream:
+            content = stream.read(MAX_DOCUMENT_BYTES + 1)  # never more than the limit, however large the file
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(file_path), None, "", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigIssue(str(file_path), None, "", "not a UTF-8 text file")]) from None
-    document = load_document(text, str(file_path))
-    return parse_document(document, base_dir=file_path.resolve().parent)
+    return policy_from_bytes(content, file_path)
+
+
+def policy_from_bytes(content: bytes, path: Path) -> PolicySet:
+    """The policy in `content`, read from `path` (for messages, and relative credentialsFile/caFile paths)."""
+    source = str(path)
+    if len(content) > MAX_DOCUMENT_BYTES:
+        raise ConfigError([ConfigIssue(source, None, "", too_large_message())])
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text (invalid byte 0x{content[exc.start]:02x})"
+        raise ConfigError([ConfigIssue(source, line, "", message)]) from None
+    document = load_document(text.removeprefix("\ufeff"), source)
+    return parse_document(document, base_dir=path.resolve().parent)

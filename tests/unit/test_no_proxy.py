@@ -213,7 +213,7 @@ BAD_VECTORS: list[tuple[str, str]] = [
     ("example.*", "'*' is only allowed alone or as a leading '*.'"),
     ("exa mple.com", "character ' ' is not allowed in a host name"),
     ("exa!mple.com", "character '!' is not allowed in a host name"),
-    ("user@example.com", "character '@' is not allowed in a host name"),
+    ("user@example.com", "'@' is not allowed (no credentials in NO_PROXY)"),
     ("http://example.com", "a URL is not allowed"),
     ("10.0.0.256", "not a valid IP address"),
     ("10.0.", "not a valid IP address"),

@@ -180,7 +180,8 @@ def test_json_is_accepted(tmp_path: Path) -> None:
 BAD_INPUTS = [
     pytest.param("httpsProxy: http://p:3128\nhttpsproxy: x\n", 2, "httpsproxy: unknown key", id="typo-key"),
     pytest.param("httpsProxy: socks5://p:1080\n", 1, "httpsProxy: unsupported scheme 'socks5'", id="bad-scheme"),
-    pytest.param("httpsProxy: proxy.corp:3128\n", 1, "is neither a URL", id="no-scheme"),
+    pytest.param("httpsProxy: proxy.corp:3128\n", 1, "'proxy.corp:3128' has no scheme: write http://", id="no-scheme"),
+    pytest.param("httpsProxy: corp\n", 1, "'corp' is neither a URL", id="no-such-proxy"),
     pytest.param("httpsProxy: http://p:99999\n", 1, "port 99999 out of range", id="port-range"),
     pytest.param("httpsProxy: http://p:3128/path\n", 1, "no path", id="url-path"),
     pytest.param(

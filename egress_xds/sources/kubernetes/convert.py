@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from egress_xds.policy.errors import ConfigError, ConfigIssue
+from egress_xds.policy.errors import ConfigError, ConfigIssue, describe
 from egress_xds.policy.model import (
     Credentials,
     EgressPolicy,
@@ -27,7 +27,7 @@ from egress_xds.policy.model import (
 )
 from egress_xds.policy.node import LABEL_METADATA_PREFIX, NAMESPACE_METADATA_KEY
 from egress_xds.policy.parse import parse_document
-from egress_xds.policy.yaml_tree import LocatedDocument
+from egress_xds.policy.yaml_tree import LocatedDocument, format_path, tree_limit_problem
 from egress_xds.sources.kubernetes.api import CREDENTIALS_LABEL, ResourceRef, SecretKey
 from egress_xds.sources.kubernetes.credentials import credentials_from_secret
 
@@ -58,7 +58,12 @@ def policy_from_resource(
     if not isinstance(spec, dict):
         issues.add("spec", "expected a mapping with httpProxy, httpsProxy, noProxy, proxies, rules, rawTcp")
         raise ConfigError(issues.items)
-    for key in sorted(set(spec) - SPEC_KEYS):
+    problem = tree_limit_problem(spec)  # the same bounds as a file (depth, number of values), before any copy
+    if problem is not None:
+        path, message = problem
+        issues.add(format_path(("spec", *path)), message)
+        raise ConfigError(issues.items)
+    for key in sorted(str(key) for key in set(spec) - SPEC_KEYS):
         issues.add(f"spec.{key}", f"unknown field (expected one of {', '.join(sorted(SPEC_KEYS))})")
     document = {key: copy.deepcopy(spec[key]) for key in POLICY_KEYS if key in spec}
     if not document:  # as for a file: an empty policy is a mistake, never "everything direct"
@@ -99,7 +104,9 @@ def referenced_secrets(ref: ResourceRef, resource: Mapping[str, Any]) -> frozens
         values += [proxy.get(SECRET_REF_KEY) for proxy in proxies.values() if isinstance(proxy, dict)]
     keys = set()
     for value in values:
-        if isinstance(value, dict) and isinstance(value.get("name"), str):
+        if not isinstance(value, dict):
+            continue
+        if isinstance(value.get("name"), str) and isinstance(value.get("namespace", ""), str):
             keys.add(_secret_key(ref, value))
     return frozenset(keys)
 
@@ -159,7 +166,7 @@ def _requirement(value: Any, path: str, issues: _Issues) -> MetadataRequirement 
         operator = SelectorOperator(value.get("operator"))
     except ValueError:
         operators = ", ".join(operator.value for operator in SelectorOperator)
-        issues.add(f"{path}.operator", f"expected one of {operators}, got {value.get('operator')!r}")
+        issues.add(f"{path}.operator", f"expected one of {operators}, got {describe(value.get('operator'))}")
         return None
     values = value.get("values") or []
     if not isinstance(values, list) or not all(isinstance(item, str) for item in values):
@@ -242,18 +249,16 @@ def _refuse_userinfo(document: dict[str, Any], issues: _Issues) -> None:
 
 
 def _without_userinfo(url: str, path: str, issues: _Issues) -> str:
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    authority, slash, tail = rest.partition("/")
-    if "@" not in authority:
+    """`http://u:p@h` and `u:p@h` (no scheme) alike: the userinfo is reported and removed."""
+    scheme, separator, rest = url.partition("://") if "://" in url.partition("@")[0] else ("", "", url)
+    if "@" not in rest:
         return url
     issues.add(
         path,
         f"credentials in the URL are not allowed here (anyone who can read the resource would see them); "
         f"put them in a Secret and use {SECRET_REF_KEY}",
     )
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
+    return f"{scheme}{separator}{rest.rpartition('@')[2]}"
 
 
 def _credentials(
@@ -276,11 +281,17 @@ def _credentials(
     if not ref.kind.namespaced and not value.get("namespace"):
         issues.add(f"{path}.namespace", "a ClusterEgressProxy must say which namespace the Secret is in")
         return None
+    if not isinstance(value.get("namespace", ""), str):
+        issues.add(f"{path}.namespace", f"expected a namespace name, got {describe(value['namespace'])}")
+        return None
     key = _secret_key(ref, value)
     where = f"Secret {key[0]}/{key[1]}"
     secret = secrets.get(key)
     if secret is None:
         issues.add(path, f"{where} not found (egress-xds reads only Secrets labelled {CREDENTIALS_LABEL}=true)")
+        return None
+    if not all(isinstance(secret.get(field) or {}, dict) for field in ("data", "stringData")):
+        issues.add(path, f"{where}: expected data to be a mapping of key to value")
         return None
     try:
         return credentials_from_secret(secret, where)
