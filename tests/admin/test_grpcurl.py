@@ -180,7 +180,9 @@ def test_grpcurl_calls_the_admin_service(setup: Setup) -> None:
 def test_status_command_shows_the_envoy_synced(setup: Setup) -> None:
     table = setup.serve.egress_xds("status", "--server", setup.serve.address)
     assert table.returncode == 0, table.stderr
-    header, row = table.stdout.splitlines()[:2]
+    lines = table.stdout.splitlines()
+    assert lines[0].startswith(f"server {setup.serve.address}: policy from ")  # the server's side comes first
+    header, row = lines[lines.index(next(line for line in lines if line.startswith("NODE "))) :][:2]
     assert header.split() == ["NODE", "POLICY", "PROTOCOL", "CDS", "LDS", "ADDRESS", "CONNECTED"]
     assert row.split()[:3] == ["vm-1", "default", "sotw"] and row.count("SYNCED") == 2
     detail = setup.serve.egress_xds("status", "--server", setup.serve.address, "vm-1")
