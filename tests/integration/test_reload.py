@@ -7,21 +7,16 @@ The server is the real command on loopback; the client is a raw ADS stream (xds-
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from egress_xds.demo.processes import free_port
 from egress_xds.xds.type_urls import CLUSTER_TYPE_URL
-from tests.support.egress import REPO_ROOT, replace_file, write_policy
+from tests.integration.serve_command import ServeCommand
+from tests.support.egress import replace_file, write_policy
 from tests.support.processes import wait_until
 from tests.xds.client import SotwClient, make_node, sotw_names
 
@@ -30,48 +25,14 @@ pytestmark = pytest.mark.integration
 DEBOUNCE_MS = 300
 
 
-class Server:
-    def __init__(self, policy: Path, log_path: Path) -> None:
-        self.xds_port, self.metrics_port = free_port(), free_port()
-        self.log_path = log_path
-        argv = [sys.executable, "-m", "egress_xds.cli", "serve", "--config", str(policy)]
-        argv += ["--listen", f"127.0.0.1:{self.xds_port}", "--metrics-address", f"127.0.0.1:{self.metrics_port}"]
-        argv += ["--debounce-ms", str(DEBOUNCE_MS)]
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-            )
-        wait_until(lambda: "watching" in self.log(), timeout=20, what="the server to start", describe=self.log)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def count(self, text: str) -> int:
-        return self.log().count(text)
-
-    def metric(self, name: str, labels: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            body = response.read().decode()
-        match = re.search(rf"^{re.escape(name)}{{{re.escape(labels)}}} (\S+)$", body, re.MULTILINE)
-        return float(match.group(1)) if match else 0.0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 def policy_text(proxy_port: int) -> str:
     return f"proxies:\n  corp: http://10.0.0.1:{proxy_port}\nhttpsProxy: corp\n"
 
 
 @pytest.fixture()
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path) -> Iterator[ServeCommand]:
     policy = write_policy(tmp_path, policy_text(3128))
-    running = Server(policy, tmp_path / "serve.log")
+    running = ServeCommand(["--config", str(policy)], tmp_path / "serve.log", extra=["--debounce-ms", str(DEBOUNCE_MS)])
     try:
         yield running
     finally:
@@ -93,19 +54,19 @@ async def proxy_port_seen(client: SotwClient, expect_change: bool = True) -> int
     raise AssertionError("no corp cluster")
 
 
-async def test_reload_reaches_streams_coalesces_bursts_and_survives_invalid_files(server: Server) -> None:
+async def test_reload_reaches_streams_coalesces_bursts_and_survives_invalid_files(server: ServeCommand) -> None:
     policy = Path(server.log_path.parent / "policy.yaml")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.xds_port}") as channel:
+    async with grpc.aio.insecure_channel(server.address) as channel:
         client = SotwClient(channel, make_node("reload-test"))
         await client.send(CLUSTER_TYPE_URL, [])
         assert await proxy_port_seen(client) == 3128
 
-        reloads_before = server.count("reloaded 1 policies")
+        reloads_before = server.log().count("reloaded 1 policies")
         for port in (3129, 3130, 3131, 3132, 3133):  # a burst, well inside one debounce window
             replace_file(policy, policy_text(port))
         assert await proxy_port_seen(client) == 3133
         await asyncio.sleep(DEBOUNCE_MS / 1000 * 2)
-        assert server.count("reloaded 1 policies") == reloads_before + 1, server.log()
+        assert server.log().count("reloaded 1 policies") == reloads_before + 1, server.log()
 
         replace_file(policy, "proxies:\n  corp: http://10.0.0.1:99999\nhttpsProxy: corp\nbogus: 1\n")
         wait_until(lambda: "reload rejected" in server.log(), timeout=10, what="the rejection", describe=server.log)
