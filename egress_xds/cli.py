@@ -450,8 +450,7 @@ def _capture(args: argparse.Namespace) -> int:
             return EXIT_OK
         capture.apply(settings)
     except capture.CaptureError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_INVALID
+        raise CommandFailed(str(error)) from None
     print(f"outbound TCP now goes to port {args.port}, except uid {args.envoy_uid}, loopback and exclusions")
     return EXIT_OK
 
