@@ -92,6 +92,10 @@ def test_create_replace_patch_delete_with_their_preconditions(
         GROUP, VERSION, "shop", "egressproxies", "corp", {"spec": {"rawTcp": "deny"}, "status": {"x": 1}}
     )
     assert patched["spec"]["rawTcp"] == "deny" and "status" not in patched, "the resource path ignores .status"
+    patched["status"] = {"observedGeneration": 3, "conditions": [CONDITION]}
+    patched["spec"]["rawTcp"] = "direct"
+    written = custom.replace_namespaced_custom_object_status(GROUP, VERSION, "shop", "egressproxies", "corp", patched)
+    assert written["status"]["observedGeneration"] == 3 and written["spec"]["rawTcp"] == "deny", "status only"
     custom.delete_namespaced_custom_object(GROUP, VERSION, "shop", "egressproxies", "corp")
     assert api.get("egressproxies", "corp", "shop") is None
 

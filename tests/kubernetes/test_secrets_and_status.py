@@ -10,7 +10,8 @@ from egress_xds.policy.proxy_url import basic_credentials
 from egress_xds.sources.kubernetes.api import Kind, ResourceRef
 from egress_xds.sources.kubernetes.conditions import DesiredStatus, shows, status_patch
 from egress_xds.sources.kubernetes.credentials import credentials_from_secret
-from tests.kubernetes.resources import secret
+from tests.kubernetes.admission import crds
+from tests.kubernetes.resources import egress_proxy, secret
 
 WHERE = "Secret ns/creds"
 REF = ResourceRef(Kind.EGRESS_PROXY, "ns", "corp")
@@ -60,3 +61,13 @@ def test_status_patch_keeps_transition_time_while_the_verdict_holds() -> None:
     condition = flipped["status"]["conditions"][0]
     assert condition["lastTransitionTime"] == "2026-01-03T00:00:00Z"
     assert (condition["status"], condition["reason"], condition["type"]) == ("False", "Invalid", "Accepted")
+
+
+def test_the_status_patch_is_what_the_crd_admits() -> None:
+    """The status the server writes passes the CRD's status schema (enum, required keys, date-time, lengths),
+    even with the longest message it writes."""
+    for desired in (DesiredStatus(REF, 1, True, "ok"), DesiredStatus(REF, 7, False, "x" * 100_000)):
+        patch = status_patch(desired, None, "2026-01-01T00:00:00Z")
+        resource = egress_proxy("corp", "ns", httpsProxy="http://10.0.0.1:3128") | patch
+        admitted = crds()["EgressProxy"].admit(resource).obj
+        assert admitted["status"] == patch["status"], "nothing pruned"
