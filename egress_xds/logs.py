@@ -14,6 +14,11 @@ from collections.abc import Callable
 from egress_xds.scrub import SecretScrubber
 
 LOG_FORMATS = ("plain", "json")
+# What one log line carries: each interpolated value, and the whole message. A client controls some values (a
+# node id, a NACK message up to the 4 MiB request limit); logged verbatim they would flood the log. The admin API
+# and CSDS still return them in full.
+MAX_VALUE_CHARS = 2048
+MAX_MESSAGE_CHARS = 16384
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -43,7 +48,12 @@ class SecretFilter(logging.Filter):
         self._scrubber = scrubber
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._scrubber.scrub(record.getMessage())
+        if isinstance(record.args, tuple):
+            # Scrub each value before it is cut, so that a cut never leaves part of a secret unrecognised.
+            record.args = tuple(
+                capped(self._scrubber.scrub(value)) if isinstance(value, str) else value for value in record.args
+            )
+        record.msg = capped(self._scrubber.scrub(record.getMessage()), MAX_MESSAGE_CHARS)
         record.args = None
         if record.exc_info:
             record.exc_text = self._scrubber.scrub(logging.Formatter().formatException(record.exc_info))
@@ -51,6 +61,13 @@ class SecretFilter(logging.Filter):
         elif record.exc_text:
             record.exc_text = self._scrubber.scrub(record.exc_text)
         return True
+
+
+def capped(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """`text`, or its first `limit` characters and a marker saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text.encode()) - len(text[:limit].encode())} bytes more)"
 
 
 def configure_logging(level: str, log_format: str) -> None:

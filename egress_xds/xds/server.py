@@ -111,7 +111,10 @@ class AggregatedDiscoveryService:
             await stream.run(requests)
         finally:
             self._streams.discard(stream)
-        if stream.closed_by_server:
+        if stream.error is not None:
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details(stream.error)
+        elif stream.closed_by_server:
             # UNAVAILABLE tells Envoy to reconnect (to this or another replica); it keeps its config meanwhile.
             context.set_code(grpc.StatusCode.UNAVAILABLE)
             context.set_details("egress-xds is shutting down")
@@ -172,6 +175,11 @@ def bound_port(server: grpc.aio.Server) -> int:
 def registry_of(server: grpc.aio.Server) -> StreamRegistry:
     """The stream registry of a server made by `create_server` / `start_server`."""
     return _RUNNING[server].service.registry
+
+
+def streams_of(server: grpc.aio.Server) -> list[AdsStream[Any]]:
+    """The open ADS streams of a server made by `create_server` / `start_server` (tests, debugging)."""
+    return list(_RUNNING[server].service._streams)
 
 
 def on_stopping(server: grpc.aio.Server, callback: Callable[[], Awaitable[None]]) -> None:

@@ -12,6 +12,7 @@ type, NACKs, and convergence (from a change reaching the stream to the ACK of th
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import itertools
 import logging
@@ -31,7 +32,24 @@ from egress_xds.xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
 
 RequestT = TypeVar("RequestT")
 
+# Distinct type URLs one stream may subscribe to. Envoy asks for at most a handful (CDS, EDS, LDS, RDS, SDS, ...);
+# each costs per-stream state and a step in every push.
+MAX_TYPES_PER_STREAM = 64
+
+# What one stream may have read and not yet handled. Requests are small (a few hundred bytes; a NACK message or a
+# Delta reconnect's initial versions can be larger), so this is plenty for any real client and bounds a flood.
+MAX_QUEUED_REQUESTS = 8
+MAX_QUEUED_BYTES = 1024 * 1024
+
 log = logging.getLogger("egress_xds.xds")
+
+
+class _ClientGone(Exception):
+    """Writing a response failed because the RPC ended (the client cancelled or vanished)."""
+
+
+class ProtocolError(Exception):
+    """A request the protocol does not allow: the stream ends with INVALID_ARGUMENT and this message."""
 
 
 class AdsStream(ABC, Generic[RequestT]):
@@ -51,12 +69,16 @@ class AdsStream(ABC, Generic[RequestT]):
         self._write = write
         self._wake = asyncio.Event()
         self._inbox: list[RequestT] = []  # a list: a deque costs a 0.5 KB block per idle stream
+        self._inbox_bytes = 0
+        self._room: asyncio.Future[None] | None = None  # the reader waits on it while the inbox is full
+        self.inbox_high_water = 0  # the most requests the inbox ever held (tests, debugging)
         self._states: dict[str, TypeState] = {}
         self._ordered: list[TypeState] = []
         self._watch: Watch | None = None
         self._changed_at: float | None = None  # monotonic time of the oldest change not pushed yet
         self._ended = False
         self.closed_by_server = False
+        self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
         self._nonces = itertools.count(1)
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
@@ -68,13 +90,18 @@ class AdsStream(ABC, Generic[RequestT]):
                 await self._wake.wait()
                 self._wake.clear()
                 if self._inbox:
-                    requests_now, self._inbox = self._inbox, []
-                    for request in requests_now:
-                        self._handle(request)
+                    requests_now, self._inbox, self._inbox_bytes = self._inbox, [], 0
+                    self._make_room()
+                    try:
+                        for request in requests_now:
+                            self._handle(request)
+                    except ProtocolError as error:
+                        self._reject(str(error))
+                        break
                 if self._ended:
                     break
-                if self._watch is not None:
-                    await self._push(self._watch)
+                if self._watch is not None and not await self._push(self._watch):
+                    break  # the client is gone
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +128,8 @@ class AdsStream(ABC, Generic[RequestT]):
         """On the first request only: the node (later requests need not carry it) and its watch."""
         if self._watch is not None:
             return
+        if node_message is None:
+            raise ProtocolError("the first request of a stream must carry the node")
         node = node_from_proto(node_message)
         self._watch = self._cache.watch(node, self._config_changed)
         self.record.node = node
@@ -122,9 +151,13 @@ class AdsStream(ABC, Generic[RequestT]):
         if state is not None:
             state.requests += 1
             return state, False
+        if not type_url:
+            raise ProtocolError("type_url is required on every request of an aggregated (ADS) stream")
+        if len(self._states) >= MAX_TYPES_PER_STREAM:
+            raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} distinct type URLs on one stream")
         state = TypeState(type_url, self.record.type_status(type_url), requests=1)
         self._states[type_url] = state
-        self._ordered = sorted(self._states.values(), key=lambda item: ads_sort_key(item.type_url))
+        bisect.insort(self._ordered, state, key=lambda item: ads_sort_key(item.type_url))
         return state, True
 
     def _listeners(self) -> TypeState | None:
@@ -181,7 +214,15 @@ class AdsStream(ABC, Generic[RequestT]):
         try:
             async for request in requests:
                 self._inbox.append(request)
+                self._inbox_bytes += _size_of(request)
+                self.inbox_high_water = max(self.inbox_high_water, len(self._inbox))
                 self._wake.set()
+                if len(self._inbox) >= MAX_QUEUED_REQUESTS or self._inbox_bytes >= MAX_QUEUED_BYTES:
+                    # Stop reading until the stream has handled what is queued: a client that floods requests
+                    # while not reading responses (the stream is then blocked in `write`) is held back by
+                    # HTTP/2 flow control instead of growing this list.
+                    self._room = asyncio.get_running_loop().create_future()
+                    await self._room
         except asyncio.CancelledError:
             raise
         except Exception as error:  # the client vanished mid-message; the stream just ends
@@ -190,30 +231,41 @@ class AdsStream(ABC, Generic[RequestT]):
             self._ended = True
             self._wake.set()
 
+    def _make_room(self) -> None:
+        room, self._room = self._room, None
+        if room is not None and not room.done():
+            room.set_result(None)
+
     def _config_changed(self) -> None:
         """The cache's wake-up: this stream's snapshot (or group) changed."""
         if self._changed_at is None:
             self._changed_at = time.monotonic()
         self._wake.set()
 
-    async def _push(self, watch: Watch) -> None:
+    async def _push(self, watch: Watch) -> bool:
+        """Send what each type needs. False if the client went away meanwhile."""
         self.record.group = watch.group
         snapshot = watch.snapshot()
         if snapshot is None:
-            return
+            return True
         changed_at, self._changed_at = self._changed_at, None
         changed = False
-        for state in self._ordered:
-            retry = changed and state.status.nacked
-            if retry:
-                self._retry(state)
-            if await self._send(snapshot, state, changed_at) and not retry:
-                changed = True
-        if changed:  # types before the first change in ADS order (e.g. CDS NACKed, then LDS changed)
+        try:
             for state in self._ordered:
-                if state.status.nacked:
+                retry = changed and state.status.nacked
+                if retry:
                     self._retry(state)
-                    await self._send(snapshot, state, changed_at)
+                if await self._send(snapshot, state, changed_at) and not retry:
+                    changed = True
+            if changed:  # types before the first change in ADS order (e.g. CDS NACKed, then LDS changed)
+                for state in self._ordered:
+                    if state.status.nacked:
+                        self._retry(state)
+                        await self._send(snapshot, state, changed_at)
+        except _ClientGone as gone:
+            log.debug("stream %d: write failed, the client is gone: %r", self.record.stream_id, gone.__cause__)
+            return False
+        return True
 
     async def _send(self, snapshot: Snapshot, state: TypeState, changed_at: float | None) -> bool:
         """Write the response `state` needs now, if any. True if it carries a change: a set of another version
@@ -224,9 +276,22 @@ class AdsStream(ABC, Generic[RequestT]):
             return False
         if changed_at is not None and state.change_time is None:
             state.change_time = changed_at
-        await self._write(payload)
+        try:
+            await self._write(payload)
+        except Exception as error:  # grpc's ExecuteBatchError / AioRpcError: the RPC ended under us (cancel)
+            raise _ClientGone from error
         metrics.response_sent(short_name(state.type_url), len(payload))
         return before is not None and before != state.synced_version
+
+    def _reject(self, reason: str) -> None:
+        self.error = reason
+        log.info(
+            "stream ended: invalid request node=%s peer=%s protocol=%s: %s",
+            self.record.node.id or "-",
+            self.record.peer,
+            self.protocol.value,
+            reason,
+        )
 
     def _retry(self, state: TypeState) -> None:
         """Send a NACKed type again although its version did not change: something else in the node's
@@ -252,3 +317,8 @@ class AdsStream(ABC, Generic[RequestT]):
             self.protocol.value,
             time.time() - self.record.connected_at,
         )
+
+
+def _size_of(request: object) -> int:
+    byte_size = getattr(request, "ByteSize", None)
+    return int(byte_size()) if byte_size is not None else 0

@@ -25,7 +25,14 @@ def group_by_metadata(node: Node) -> Hashable | None:
 class Ads:
     """A running server, its cache and registry, and a factory for connected clients."""
 
-    def __init__(self, cache: SnapshotCache, registry: StreamRegistry, channel: grpc.aio.Channel) -> None:
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        registry: StreamRegistry,
+        channel: grpc.aio.Channel,
+        server: grpc.aio.Server | None = None,
+    ) -> None:
+        self.server = server
         self.cache = cache
         self.registry = registry
         self.channel = channel
@@ -68,7 +75,7 @@ async def ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
     registry = StreamRegistry()
     server = await start_server(cache, "127.0.0.1:0", registry=registry)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}")
-    harness = Ads(cache, registry, channel)
+    harness = Ads(cache, registry, channel, server)
     try:
         yield harness
     finally:
