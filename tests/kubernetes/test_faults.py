@@ -87,6 +87,7 @@ async def test_watch_failures_resume_without_losing_an_update(api: FakeApiServer
     running = await start_source()
     await eventually(lambda: api.open_watches() == 3, "three open watches")
     lists_before = [watcher.lists for watcher in running.source.watchers]
+    api.inject("watch", "/egressproxies", 403, message=f'cannot watch: "{CANARY}"')
     api.inject("watch", "/egressproxies", 500, times=2, message=ECHO)
     api.inject("watch", "/egressproxies", None, times=5)  # resets: more than urllib3 retries on its own
     api.drop_watches()
