@@ -75,7 +75,7 @@ def backoff_delay(attempt: int, initial: float, maximum: float) -> float:
 
 def retry_after_seconds(error: ApiException, limit: float = 300.0) -> float:
     """The server's `Retry-After` (seconds form, as the API server sends it), 0 when absent, capped at `limit`."""
-    value = (error.headers or {}).get("Retry-After") if error.headers is not None else None
+    value = (error.headers or {}).get("Retry-After")
     try:
         return min(limit, max(0.0, float(value))) if value is not None else 0.0
     except ValueError:
