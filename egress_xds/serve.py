@@ -75,12 +75,11 @@ GC_THRESHOLDS = (50_000, 20, 100)
 async def serve(options: ServeOptions) -> None:
     """Run until SIGTERM / SIGINT. Raises ConfigError (invalid initial policy) or StartupError."""
     gc.set_threshold(*GC_THRESHOLDS)
-    layers = PolicyLayers(read_static_policies(options))
-    cache = SnapshotCache(lambda node: None)
-    publisher = PolicyPublisher(cache)
+    publisher = PolicyPublisher(SnapshotCache(lambda node: None))
     scrubber = SecretScrubber(lambda: publisher.policies)
-    unscrub_logs = scrub_logs(scrubber)
+    unscrub_logs = scrub_logs(scrubber)  # from the first line on (a warning may quote the environment)
     try:
+        layers = PolicyLayers(read_static_policies(options))
         await _serve(options, layers, publisher, scrubber)
     finally:
         unscrub_logs()
