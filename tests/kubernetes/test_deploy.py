@@ -85,11 +85,11 @@ def test_example_resources_are_accepted_by_the_server() -> None:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"httpsProxy": "http://user:pw@proxy:3128"}, "httpsProxy"),
+        ({"httpsProxy": 3128}, "httpsProxy"),  # the URL rules are CEL: tests/kubernetes/test_admission.py
         ({"rawTcp": "sideways"}, "rawTcp"),
         ({"rules": [{"action": "tunnel"}]}, "action"),
         ({"rules": [{"action": "direct", "ports": [70000]}]}, "ports"),
-        ({"proxies": {"p": {"url": "ftp://proxy:21"}}}, "url"),
+        ({"proxies": {"p": {"url": "http://" + "p" * 2048}}}, "url"),
         ({"proxies": {"p": {"endpoints": [{"url": "http://a:1", "priority": 200}]}}}, "priority"),
         ({"workloadSelector": {"matchExpressions": [{"key": "app", "operator": "Near"}]}}, "operator"),
         ({"credentialsSecretRef": {}}, "name"),
