@@ -305,9 +305,14 @@ class AdsStream(ABC, Generic[RequestT]):
         )
 
     def _finish(self) -> None:
+        # Drop what the stream holds now instead of at the next cyclic collection (the stream, its reader task,
+        # its watch and the gRPC call refer to each other, and `serve` makes full collections rare).
+        self._inbox, self._states, self._ordered = [], {}, []
+        self._make_room()
         if self._watch is None:
             return
         self._watch.close()
+        self._watch = None
         self._registry.remove(self.record.stream_id)
         metrics.stream_closed(self.protocol.value)
         log.info(

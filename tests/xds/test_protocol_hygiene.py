@@ -4,8 +4,10 @@ carry bounded values; a stream's cost in type URLs is bounded; a flooding client
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 
 import grpc
@@ -161,3 +163,25 @@ async def test_a_client_that_floods_without_reading_cannot_grow_the_queue(ads: A
     if flood > 100:
         assert sent < flood, "the client was never held back"
     writer.cancel()
+
+
+@pytest.mark.parametrize("protocol", ["sotw", "delta"])
+async def test_an_ended_stream_is_freed_without_waiting_for_the_cyclic_collector(ads: Ads, protocol: str) -> None:
+    """`serve` makes full collections rare (GC_THRESHOLDS), so what a closed stream held must be freed by
+    reference counting: measured before, 20 rounds of 500 streams grew RSS from 70 to 214 MiB."""
+    assert ads.server is not None
+    ads.cache.set_snapshot("g1", snapshot([cluster(f"c{index}", port=index) for index in range(100)]))
+    client = ads.sotw() if protocol == "sotw" else ads.delta()
+    await client.send(CDS, [])
+    await client.recv()
+    [stream] = streams_of(ads.server)
+    freed = weakref.ref(stream)
+    del stream
+    gc.collect()
+    gc.disable()
+    try:
+        await client.close()
+        await eventually(lambda: len(ads.registry) == 0)
+        await eventually(lambda: freed() is None, timeout=2.0)
+    finally:
+        gc.enable()
