@@ -42,15 +42,18 @@ def _replace_userinfo(match: re.Match[str]) -> str:
     return f"{match.group('lead')}{REDACTED}@"
 
 
-def redact_value(value: str) -> str:
-    """One field value, safe to quote: userinfo redacted, an unfinished URL cut after its host, long ones elided."""
+def redact_value(value: str, *, url: bool = False) -> str:
+    """One field value, safe to quote: userinfo redacted, an unfinished URL cut after its host, long ones elided.
+
+    `url` says the value is meant to be a URL even without a scheme (a proxy URL): `alice:S3cret` is then
+    taken for a URL cut short too."""
     scheme_match = _VALUE_SCHEME.match(value)
     scheme = scheme_match.group(0) if scheme_match else ""
     rest = value[len(scheme) :]
     if "@" in rest:
         rest = f"{REDACTED}@{rest.rpartition('@')[2]}"
-    elif scheme and not _authority_is_host_port(rest):
-        rest = REDACTED  # `http://alice:S3cret`: what follows the ':' may be the start of a password
+    elif (scheme or url) and not _authority_is_host_port(rest):
+        rest = _cut_after_host(rest)  # `http://alice:S3cret`: what follows the ':' may be the start of a password
     text = scheme + rest
     if len(text) > SHOWN_VALUE_CHARS:
         text = f"{text[:SHOWN_VALUE_CHARS]}... ({len(value)} characters)"
@@ -59,9 +62,18 @@ def redact_value(value: str) -> str:
 
 def _authority_is_host_port(rest: str) -> bool:
     authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    host_end = authority.rfind("]") + 1
-    _, colon, port = authority[host_end:].partition(":")
+    _, colon, port = authority[_host_end(authority) :].partition(":")
     return not colon or bool(_PORT.fullmatch(port))
+
+
+def _cut_after_host(rest: str) -> str:
+    """`alice:S3cret/x` -> `alice:<redacted>`: the host (or user name) stays, all after its ':' goes."""
+    colon = rest.find(":", _host_end(rest))
+    return f"{rest[: colon + 1]}{REDACTED}" if colon >= 0 else REDACTED
+
+
+def _host_end(authority: str) -> int:
+    return authority.find("]") + 1 if authority.startswith("[") else 0
 
 
 def redact_config(data: Any) -> Any:

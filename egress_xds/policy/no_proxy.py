@@ -203,7 +203,8 @@ def _parse_entry(raw: str, index: int) -> NoProxyEntry:
     if ":" in text:
         host, _, port_text = text.partition(":")
         if not host:
-            raise _EntryError(f"missing host before ':{port_text}', {_EXPECTED}")
+            shown = f" ':{port_text}'" if _PORT_RE.fullmatch(port_text) else ""
+            raise _EntryError(f"missing host before the port{shown}, {_EXPECTED}")
         if host == "*":
             raise _EntryError("'*' cannot have a port; '*' alone sends everything direct")
         port = _parse_port(port_text)
@@ -266,7 +267,8 @@ def _parse_port(text: str) -> int:
     if not text:
         raise _EntryError("empty port after ':' (expected a port 1-65535)")
     if not _PORT_RE.fullmatch(text):
-        raise _EntryError(f"port {text!r} is not a number (expected a port 1-65535)")
+        # not repeated: after a ':' may stand a password (`user:pw@host` split at a ',' inside the password)
+        raise _EntryError("the port is not a number (expected a port 1-65535)")
     port = int(text)
     if not 1 <= port <= 65535:
         raise _EntryError(f"port {port} out of range 1-65535")

@@ -6,6 +6,7 @@ of them at once. Nothing is silently dropped: an entry is either used or reporte
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -45,6 +46,7 @@ from egress_xds.policy.proxy_url import (
     validate_host,
 )
 from egress_xds.policy.yaml_tree import FieldPath, LocatedDocument, format_path
+from egress_xds.redact import REDACTED, redact_value
 
 T = TypeVar("T")
 
@@ -247,16 +249,46 @@ def _parse_no_proxy(context: _Context, value: Any, path: FieldPath) -> NoProxy:
     else:
         context.error(path, f"expected a comma-separated string or a list, got {describe(value)}")
     no_proxy, problems = parse_no_proxy(items)
+    hidden = _entries_before_an_at(items)
     for problem in problems:
         element: FieldPath = path
         if isinstance(value, list):
             element = (*element, _list_position(value, problem.raw))
-        entry = f"entry {problem.index} {describe(problem.raw)}"
+        entry = f"entry {problem.index} {_shown_entry(problem.raw)}"
+        if problem.index in hidden:
+            entry = f"entry {problem.index} '{REDACTED}'"
+            problem = dataclasses.replace(problem, message=_BEFORE_AT)
         if context.lenient_no_proxy:
             context.warn(element, f"{entry} ignored: {problem.message}")
         else:
             context.error(element, f"{entry}: {problem.message}")
     return no_proxy
+
+
+_BEFORE_AT = "not a valid entry, and it stands before an '@' (a URL's user:password?); not shown"
+
+
+def _entries_before_an_at(items: list[str]) -> set[int]:
+    """Indexes (as `parse_no_proxy` counts them) of the entries wholly before the last '@' of their item: a password
+    with a ',' in it is split into entries, of which only the last one holds the '@'."""
+    hidden: set[int] = set()
+    index = 0
+    for item in items:
+        last_at = item.rfind("@")
+        offset = 0
+        for part in item.split(","):
+            if part.strip():
+                if offset + len(part) <= last_at:
+                    hidden.add(index)
+                index += 1
+            offset += len(part) + 1
+    return hidden
+
+
+def _shown_entry(raw: str) -> str:
+    """A NO_PROXY entry in a message. `name:x` with a non-numeric `x` may be the `user:password` of a URL split
+    at a ',' in the password: what follows the ':' is not shown (IPv6 entries have more than one ':')."""
+    return repr(redact_value(raw, url=raw.count(":") == 1))
 
 
 def _parse_name(context: _Context, value: Any, path: FieldPath, what: str) -> str | None:

@@ -103,11 +103,11 @@ def parse_proxy_url(url: str) -> ProxyUrl:
     follows the host."""
     text = url.strip()
     if "://" not in text:
-        raise ProxyUrlError(f"{describe(text)} has no scheme: write http:// or https:// before it")
+        raise ProxyUrlError(f"{_shown_url(text)} has no scheme: write http:// or https:// before it")
     try:
         parts = urlsplit(text)
     except ValueError:
-        raise ProxyUrlError(f"{describe(text)} is not a valid URL (a '[' or ']' out of place?)") from None
+        raise ProxyUrlError(f"{_shown_url(text)} is not a valid URL (a '[' or ']' out of place?)") from None
     try:
         scheme = Scheme(parts.scheme.lower())
     except ValueError:
@@ -131,3 +131,7 @@ def parse_proxy_url(url: str) -> ProxyUrl:
         username, _, password = userinfo.partition(":")
         credentials = basic_credentials(unquote(username), unquote(password))
     return ProxyUrl(scheme=scheme, host=host, port=port, credentials=credentials)
+
+
+def _shown_url(text: str) -> str:
+    return repr(redact_value(text, url=True))

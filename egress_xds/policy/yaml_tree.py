@@ -45,13 +45,15 @@ _CONSTRUCTOR = yaml.constructor.SafeConstructor()
 
 
 def format_path(path: FieldPath) -> str:
-    """`("rules", 2, "action")` -> `rules[2].action`."""
+    """`("rules", 2, "action")` -> `rules[2].action`. A key is shown like a value (`redact_value`): a mistaken
+    key may be a URL with a password."""
     text = ""
     for element in path:
         if isinstance(element, int):
             text += f"[{element}]"
         else:
-            text += f".{element}" if text else element
+            key = redact_value(element)
+            text += f".{key}" if text else key
     return text
 
 
@@ -248,7 +250,8 @@ def _scalar(event: yaml.ScalarEvent, path: FieldPath) -> Any:
     node = yaml.ScalarNode(tag, event.value, style=event.style)
     try:
         return _CONSTRUCTOR.yaml_constructors[tag](_CONSTRUCTOR, node)
-    except ValueError as exc:
+    # `!!int ''` raises IndexError, `!!bool x` KeyError, `!!int 99...9` ValueError (Python's digit limit)
+    except (ValueError, LookupError, TypeError, ArithmeticError, yaml.YAMLError) as exc:
         name = tag.removeprefix(_STANDARD)
         reason = "the number is too large" if "limit" in str(exc) else f"not a valid !!{name}"
         raise _Refused(_line(event), path, f"{reason}: {redact_value(event.value)!r}") from None

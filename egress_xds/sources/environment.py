@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import PolicySet
 from egress_xds.policy.parse import parse_document_with_warnings
+from egress_xds.policy.proxy_url import ProxyUrlError, parse_proxy_url
 from egress_xds.policy.yaml_tree import LocatedDocument
 
 SOURCE_NAME = "environment"
@@ -48,6 +49,14 @@ def load_environment_policy(environ: Mapping[str, str]) -> EnvironmentPolicy:
         raise ConfigError(
             [ConfigIssue(SOURCE_NAME, None, "", "neither HTTP_PROXY nor HTTPS_PROXY (nor lower case) is set")]
         )
+    # Here a proxy value cannot name an entry of `proxies` (there are none): without a scheme it is a bad URL.
+    unschemed = [
+        ConfigIssue(SOURCE_NAME, None, used[field], _url_problem(fields[field]))
+        for field in ("httpProxy", "httpsProxy")
+        if field in fields and "://" not in fields[field]
+    ]
+    if unschemed:
+        raise ConfigError(unschemed)
     try:
         policies, warnings = parse_document_with_warnings(LocatedDocument(SOURCE_NAME, fields), lenient_no_proxy=True)
     except ConfigError as error:
@@ -63,3 +72,11 @@ def policy_from_environment(environ: Mapping[str, str]) -> PolicySet:
 def _rename(issue: ConfigIssue, used: Mapping[str, str]) -> ConfigIssue:
     field = issue.path.split("[", 1)[0].split(".", 1)[0]
     return ConfigIssue(issue.source, None, used.get(field, issue.path), issue.message)
+
+
+def _url_problem(value: str) -> str:
+    try:
+        parse_proxy_url(value)
+    except ProxyUrlError as error:
+        return str(error)
+    return "not a proxy URL"  # not reached: a value without '://' is always refused

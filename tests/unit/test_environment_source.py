@@ -35,6 +35,7 @@ def test_a_valid_environment_has_no_warnings() -> None:
         ({}, "environment: neither HTTP_PROXY nor HTTPS_PROXY (nor lower case) is set"),
         ({"NO_PROXY": "a.test"}, "environment: neither HTTP_PROXY nor HTTPS_PROXY (nor lower case) is set"),
         ({"HTTPS_PROXY": "ftp://10.0.0.1"}, "environment: HTTPS_PROXY: unsupported scheme 'ftp'"),
+        ({"HTTPS_PROXY": "proxy.corp"}, "environment: HTTPS_PROXY: 'proxy.corp' has no scheme: write http://"),
         (
             {"http_proxy": "http://10.0.0.1:99999"},
             "environment: http_proxy: port 99999 out of range (expected 1-65535)",

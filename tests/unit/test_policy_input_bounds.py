@@ -51,6 +51,9 @@ def at_most(seconds: float) -> Iterator[None]:
         ),
         ("httpProxy: !foo http://proxy.corp.test:3128\n", "policy.yaml:1: httpProxy: unsupported YAML tag '!foo'"),
         ("httpProxy: !!int abc\n", "policy.yaml:1: httpProxy: not a valid !!int"),
+        ("httpProxy: !!int\n", "policy.yaml:1: httpProxy: not a valid !!int: ''"),
+        ("httpProxy: !!bool maybe\n", "policy.yaml:1: httpProxy: not a valid !!bool: 'maybe'"),
+        ("http://alice:S3cretPw: 1\n", "policy.yaml:1: http://alice:<redacted>: unknown key 'http://alice:<redacted>'"),
         ("httpProxy: !!binary aGVsbG8=\n", "policy.yaml:1: httpProxy: unsupported YAML tag"),
         (PROXY + "rawTcp: !!python/object:os.system ls\n", "policy.yaml:2: rawTcp: unsupported YAML tag"),
         (PROXY + "nodes: !!set {a, b}\n", "policy.yaml:2: nodes: unsupported YAML tag '!!set'"),
@@ -60,6 +63,11 @@ def at_most(seconds: float) -> Iterator[None]:
         (
             PROXY + "proxies: {p: {url: 'http://p:3128', healthCheck: {interval: " + "9" * 400 + "s}}}\n",
             "proxies.p.healthCheck.interval: a duration must be at most 1h",
+        ),
+        ("httpProxy: http://p:\u0661\u0662\u0663\n", "policy.yaml:1: httpProxy: the port is not a number"),
+        (
+            PROXY + "proxies: {p: {url: 'http://p:3128', healthCheck: {unhealthyThreshold: 1099511627776}}}\n",
+            "proxies.p.healthCheck.unhealthyThreshold: expected a whole number 1-4294967295",
         ),
         (PROXY + "? [a, b]\n: c\n", "policy.yaml:2: a key must be a string, got a list"),
         (PROXY + "---\n" + PROXY, "policy.yaml:2: more than one YAML document"),

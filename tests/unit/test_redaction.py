@@ -47,7 +47,14 @@ def file_errors(tmp_path: Path, text: str) -> str:
             f"httpProxy: http://p:3128\nnoProxy: 'a.test,alice:{PASSWORD}@host,b.test'\n",
             "noProxy: entry 1 '<redacted>@host': '@' is not allowed",
         ),
-        (f"httpProxy: http://p:3128\nnoProxy: [http://alice:{PASSWORD}]\n", "noProxy[0]: entry 0 'http://<redacted>'"),
+        (
+            f"httpProxy: http://p:3128\nnoProxy: 'a.test,http://alice:{PASSWORD[:4]}x,{PASSWORD[4:]}@proxy,b.test'\n",
+            "noProxy: entry 1 '<redacted>': not a valid entry, and it stands before an '@'",
+        ),
+        (
+            f"httpProxy: http://p:3128\nnoProxy: [http://alice:{PASSWORD}]\n",
+            "noProxy[0]: entry 0 'http://alice:<redacted>'",
+        ),
         (
             f"httpProxy: http://p:3128\nrules: [{{action: {{proxy: 'u:{PASSWORD}@p'}}}}]\n",
             "unknown proxy '<redacted>@p'",
@@ -156,9 +163,18 @@ def test_scrubber_leaves_ordinary_text_alone(text: str) -> None:
         ("see http://bob:hunter2@proxy:3128 now", "see http://<redacted>@proxy:3128 now"),
         ("'alice:S3cretPw@proxy:3128' is neither", "'<redacted>@proxy:3128' is neither"),
         ("user@host", "<redacted>@host"),
+        ("user@[fd00::1]:3128", "<redacted>@[fd00::1]:3128"),
         ("proxy http://u:p@ss/w@rd@proxy:3128.", "proxy http://<redacted>@proxy:3128."),
         ("already '<redacted>@proxy:3128'", "already '<redacted>@proxy:3128'"),
     ],
 )
 def test_scrubber_url_shapes(text: str, expected: str) -> None:
     assert SecretScrubber().scrub(text) == expected
+
+
+def test_a_proxy_url_cut_short_without_scheme_is_not_quoted(tmp_path: Path) -> None:
+    errors = file_errors(tmp_path, f"httpsProxy: alice:{PASSWORD}\n")
+    assert errors.endswith(
+        "policy.yaml:1: httpsProxy: 'alice:<redacted>' has no scheme: write http:// or https:// before it"
+    )
+    assert "'proxy.corp:3128' has no scheme" in file_errors(tmp_path, "httpsProxy: proxy.corp:3128\n")
