@@ -288,6 +288,8 @@ def _syntax_error(exc: yaml.YAMLError, text: str) -> tuple[int | None, str, str]
     mark = getattr(exc, "problem_mark", None)
     line = mark.line + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or "syntax error"
+    if "nesting depth" in str(problem):  # PyYAML >= 6.0.4 has a depth limit of its own, which may trip first
+        return line, "", f"nested deeper than {MAX_DEPTH} levels"
     return line, "", f"not valid YAML/JSON: {problem}"
 
 
