@@ -2,8 +2,9 @@
 
 A server reads its environment as it finds it, and real corporate NO_PROXY values carry entries meant for other
 clients (`<local>` for Windows, `10.*` for a shell glob): a bad NO_PROXY entry is ignored with a warning, the
-valid entries apply, as Go ignores them. A policy file stays strict (a bad entry is an error: it was written for
-egress-xds). A missing or bad proxy URL is fatal here too.
+valid entries apply, as Go ignores them. A proxy value without a scheme (`proxy.corp:3128`) is read as
+`http://proxy.corp:3128`, as Go's httpproxy reads it, with a warning. A policy file stays strict (a bad entry is an
+error, a URL needs its scheme: it was written for egress-xds). A missing or bad proxy URL is fatal here too.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ VARIABLES = {
 
 @dataclass(frozen=True)
 class EnvironmentPolicy:
-    """The policy built from the proxy variables, and one warning per ignored NO_PROXY entry."""
+    """The policy built from the proxy variables; one warning per ignored NO_PROXY entry and per proxy value
+    read as http:// for want of a scheme."""
 
     policies: PolicySet
     warnings: tuple[ConfigIssue, ...]  # source "environment", path the variable, "entry N 'x' ignored: why"
@@ -49,19 +51,18 @@ def load_environment_policy(environ: Mapping[str, str]) -> EnvironmentPolicy:
         raise ConfigError(
             [ConfigIssue(SOURCE_NAME, None, "", "neither HTTP_PROXY nor HTTPS_PROXY (nor lower case) is set")]
         )
-    # Here a proxy value cannot name an entry of `proxies` (there are none): without a scheme it is a bad URL.
-    unschemed = [
-        ConfigIssue(SOURCE_NAME, None, used[field], _url_problem(fields[field]))
-        for field in ("httpProxy", "httpsProxy")
-        if field in fields and "://" not in fields[field]
-    ]
-    if unschemed:
-        raise ConfigError(unschemed)
+    # Here a proxy value cannot name an entry of `proxies` (there are none): without a scheme it means http://.
+    unschemed: list[ConfigIssue] = []
+    for field in ("httpProxy", "httpsProxy"):
+        if field in fields and "://" not in fields[field]:
+            fields[field] = f"http://{fields[field].strip()}"
+            unschemed.append(_read_as_http(fields[field], used[field]))
     try:
         policies, warnings = parse_document_with_warnings(LocatedDocument(SOURCE_NAME, fields), lenient_no_proxy=True)
     except ConfigError as error:
         raise ConfigError(_rename(issue, used) for issue in error.issues) from None
-    return EnvironmentPolicy(policies, tuple(_rename(warning, used) for warning in warnings))
+    renamed = tuple(_rename(warning, used) for warning in warnings)
+    return EnvironmentPolicy(policies, (*unschemed, *renamed))
 
 
 def policy_from_environment(environ: Mapping[str, str]) -> PolicySet:
@@ -74,9 +75,19 @@ def _rename(issue: ConfigIssue, used: Mapping[str, str]) -> ConfigIssue:
     return ConfigIssue(issue.source, None, used.get(field, issue.path), issue.message)
 
 
-def _url_problem(value: str) -> str:
+def _read_as_http(url: str, variable: str) -> ConfigIssue:
+    """The warning for a value given without a scheme. It shows only the host and port, never a `user:pass@`; a
+    value that does not parse even with http:// is reported by the parser (as an error naming the variable)."""
     try:
-        parse_proxy_url(value)
-    except ProxyUrlError as error:
-        return str(error)
-    return "not a proxy URL"  # not reached: a value without '://' is always refused
+        parsed = parse_proxy_url(url)
+    except ProxyUrlError:
+        shown = "http://"
+    else:
+        host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+        shown = f"http://{host}:{parsed.port}"
+    return ConfigIssue(
+        SOURCE_NAME,
+        None,
+        variable,
+        f"no scheme: read as {shown}, as Go's httpproxy does (write http:// or https:// to say which)",
+    )
