@@ -1,10 +1,15 @@
-"""Fuzzing the Kubernetes conversion: any `spec` (valid policies mutated, random trees, deep nesting) gives a
-policy or a ConfigError, never another exception, and no message carries a piece of a password."""
+"""Fuzzing the Kubernetes conversion: every valid policy, written as a resource, is admitted by the CRD and, in the
+form the API server stores, converts to the policy the file format gives; any `spec` at all (valid policies mutated,
+random trees, deep nesting: what a cluster may hold from before today's CRD, or a bug elsewhere) gives a policy or a
+ConfigError, never another exception, and no message carries a piece of a password."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hypothesis import given
@@ -12,6 +17,9 @@ from hypothesis import strategies as st
 
 from egress_xds.policy import NodeMode
 from egress_xds.policy.errors import ConfigError
+from egress_xds.policy.model import EgressPolicy, NodeSelector
+from egress_xds.policy.parse import parse_document
+from egress_xds.policy.yaml_tree import LocatedDocument
 from egress_xds.sources.kubernetes.api import Kind, ResourceRef, SecretKey
 from egress_xds.sources.kubernetes.convert import (
     POLICY_KEYS,
@@ -20,7 +28,8 @@ from egress_xds.sources.kubernetes.convert import (
     referenced_secrets,
 )
 from egress_xds.translate import translate
-from tests.kubernetes.resources import secret
+from tests.kubernetes.admission import Rejected, admit_secret, crds
+from tests.kubernetes.resources import cluster_egress_proxy, egress_proxy, secret
 from tests.support.policy_strategies import (
     leaked_secret,
     mutated_policy_documents,
@@ -34,9 +43,12 @@ REFS = [ResourceRef(Kind.EGRESS_PROXY, "payments", "corp"), ResourceRef(Kind.CLU
 SECRETS: dict[SecretKey, Any] = {
     ("payments", "creds"): secret("creds", "payments", username="alice", password="Zq9Xw7Kv-k8s"),
     ("egress-xds", "creds"): secret("creds", "egress-xds", proxyAuthorization="Bearer Zq9Xw7Kv-token"),
+    # Not what the API server stores (`data` is a map of base64): whatever the Secret store holds must not crash.
     ("payments", "broken"): {"data": ["not", "a", "mapping"]},
     ("payments", "odd"): {"data": {"username": "!!!"}, "stringData": {"password": "x"}},
 }
+STORED_SECRETS = {key: admit_secret(SECRETS[key]).obj for key in (("payments", "creds"), ("egress-xds", "creds"))}
+SECRET_REFS = {REFS[0]: {"name": "creds"}, REFS[1]: {"name": "creds", "namespace": "egress-xds"}}
 
 
 def _crd_form(body: dict[str, Any]) -> dict[str, Any]:
@@ -120,3 +132,66 @@ def test_a_deeply_nested_spec_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         policy_from_resource(REFS[0], {"spec": {"rules": deep}}, SECRETS)
     assert str(caught.value) == f"EgressProxy payments/corp: spec.rules{'[0]' * 63}: nested deeper than 64 levels"
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _endpoint_object(item: Any) -> dict[str, Any]:
+    if isinstance(item, str):
+        return {"url": _without_userinfo(item)}
+    return {**item, "url": _without_userinfo(item["url"])}
+
+
+def _admissible(body: dict[str, Any]) -> dict[str, Any]:
+    """A valid file-format body as a resource writes it: the CRD form (`_crd_form`), credentials out of the URLs
+    (they go into the Secret), noProxy a list, every proxy and endpoint an object."""
+    spec = _crd_form(copy.deepcopy(body))
+    for key in ("httpProxy", "httpsProxy"):
+        if "://" in spec.get(key, ""):
+            spec[key] = _without_userinfo(spec[key])
+    if not {"httpProxy", "httpsProxy", "proxies", "rules"} & set(spec):
+        spec["rules"] = [{"action": "direct"}]  # the CRD refuses a spec of noProxy/rawTcp alone (a file takes it)
+    if isinstance(spec.get("noProxy"), str):
+        spec["noProxy"] = [spec["noProxy"]]
+    for name, proxy in spec.get("proxies", {}).items():
+        proxy = {"url": proxy} if isinstance(proxy, str) else proxy
+        if "url" in proxy:
+            proxy["url"] = _without_userinfo(proxy["url"])
+        if "endpoints" in proxy:
+            proxy["endpoints"] = [_endpoint_object(item) for item in proxy["endpoints"]]
+        spec["proxies"][name] = proxy
+    return spec
+
+
+def _comparable(policy: EgressPolicy) -> EgressPolicy:
+    """What the file and the resource must agree on: all but the name, source, selector and credentials."""
+    proxies = {name: dataclasses.replace(proxy, credentials=None) for name, proxy in policy.proxies.items()}
+    return dataclasses.replace(policy, name="", source="", selector=NodeSelector(), proxies=proxies)
+
+
+@given(st.sampled_from(REFS), policy_bodies([]))
+def test_every_valid_policy_as_a_resource_is_admitted_and_converts_as_the_file_does(
+    ref: ResourceRef, body: dict[str, Any]
+) -> None:
+    spec = _admissible(body) | {"credentialsSecretRef": SECRET_REFS[ref]}
+    resource = (
+        egress_proxy(ref.name, ref.namespace, **spec) if ref.kind.namespaced else cluster_egress_proxy(ref.name, **spec)
+    )
+    try:
+        admitted = crds()[ref.kind.value].admit(resource)
+    except Rejected as error:
+        raise AssertionError(f"the CRD refuses a valid policy: {error}") from None
+    assert admitted.warnings == []
+    policy = policy_from_resource(ref, admitted.obj, STORED_SECRETS)
+    file_body = _admissible(body)  # the same content in a file: rule actions in the file form
+    for rule in file_body.get("rules", []):
+        if rule["action"] == "proxy":
+            rule["action"] = {"proxy": rule.pop("proxy")}
+    (from_file,) = parse_document(LocatedDocument("file", {"name": "kubernetes", **file_body})).policies
+    assert _comparable(policy) == _comparable(from_file)
+    assert all(proxy.credentials is not None for proxy in policy.proxies.values()), "every proxy gets the Secret's"
+    for mode in NodeMode:
+        translate(policy, mode)

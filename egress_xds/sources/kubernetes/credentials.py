@@ -51,16 +51,27 @@ def credentials_from_secret(secret: Mapping[str, Any], where: str) -> Credential
 
 
 def _decoded(secret: Mapping[str, Any], where: str) -> dict[str, str]:
-    """`data` values are base64 (what the API returns); `stringData` is write-only but accepted if present."""
+    """`data` values are base64 (what the API returns); `stringData` is write-only but accepted if present.
+
+    Anything else in their place (a list, a string: a Secret the API server did not store) is a ValueError too."""
     result: dict[str, str] = {}
-    for key, encoded in (secret.get("data") or {}).items():
+    for key, encoded in _mapping(secret, "data", where).items():
         try:
             result[key] = base64.b64decode(str(encoded), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             raise ValueError(f"{where}: key {key!r} is not base64-encoded UTF-8 text") from None
-    for key, text in (secret.get("stringData") or {}).items():
+    for key, text in _mapping(secret, "stringData", where).items():
         result[key] = str(text)
     return result
+
+
+def _mapping(secret: Mapping[str, Any], field: str, where: str) -> Mapping[str, Any]:
+    value = secret.get(field) if isinstance(secret, Mapping) else ()
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
+        raise ValueError(f"{where}: expected {field} to be a mapping of key to value")
+    return value
 
 
 def _check_header_safe(value: str, where: str, key: str) -> None:
