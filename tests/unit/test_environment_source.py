@@ -127,3 +127,20 @@ def test_check_from_env_prints_the_warning_and_accepts_the_value() -> None:
     assert "alice" not in text.stderr and "alice" not in json.dumps(report["warnings"])
     for output in (text.stdout, text.stderr, as_json.stdout, as_json.stderr):  # the summary names the user only
         assert "S3cretPw" not in output, output
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("alice:S3cretPw@proxy:99999", "port 99999 out of range (expected 1-65535)"),
+        ("alice:S3cretPw@proxy/x", "a proxy URL has no path, query or fragment"),
+        ("alice:S3cretPw@", "the proxy URL has no host"),
+        ("alice:S3cretPw", "the port is not a number (expected 1-65535)"),  # http://alice:S3cretPw, as Go reads it
+        ("alice:S3cretPw@[::1:3128", "'http://<redacted>@[::1:3128' is not a valid URL"),
+    ],
+)
+def test_a_bad_value_without_a_scheme_is_fatal_and_never_quotes_the_password(value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_environment_policy({"HTTPS_PROXY": value})
+    assert str(caught.value).startswith(f"environment: HTTPS_PROXY: {expected}"), str(caught.value)
+    assert "S3cret" not in str(caught.value) and "alice" not in str(caught.value)
