@@ -21,6 +21,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Generic, TypeVar
 
+from google.protobuf.message import DecodeError
+
 from egress_xds import metrics
 from egress_xds.policy.node import Node
 from egress_xds.xds.cache import SnapshotCache, Watch
@@ -225,6 +227,8 @@ class AdsStream(ABC, Generic[RequestT]):
                     await self._room
         except asyncio.CancelledError:
             raise
+        except DecodeError as error:  # bytes that are not a request of this RPC
+            self._reject(f"malformed request: {error}")
         except Exception as error:  # the client vanished mid-message; the stream just ends
             log.debug("stream %d read failed: %r", self.record.stream_id, error)
         finally:

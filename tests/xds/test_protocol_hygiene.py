@@ -17,7 +17,7 @@ from google.rpc.status_pb2 import Status
 
 from egress_xds.logs import MAX_MESSAGE_CHARS, MAX_VALUE_CHARS, SecretFilter
 from egress_xds.scrub import SecretScrubber
-from egress_xds.xds.server import streams_of
+from egress_xds.xds.server import SERVICE_NAME, streams_of
 from egress_xds.xds.stream import MAX_QUEUED_REQUESTS, MAX_TYPES_PER_STREAM
 from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
@@ -185,3 +185,14 @@ async def test_an_ended_stream_is_freed_without_waiting_for_the_cyclic_collector
         await eventually(lambda: freed() is None, timeout=2.0)
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("method", ["StreamAggregatedResources", "DeltaAggregatedResources"])
+async def test_corrupt_request_bytes_are_invalid_argument(ads: Ads, method: str) -> None:
+    """Found by tests/xds/test_fuzz_ads.py: bytes that are no request ended the stream with OK and no detail."""
+    call = ads.channel.stream_stream(f"/{SERVICE_NAME}/{method}", request_serializer=None, response_deserializer=None)()
+    await call.write(b"\xff\xff\xff\xff")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await asyncio.wait_for(call.read(), 5)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed request: Error parsing message" in str(raised.value.details())
