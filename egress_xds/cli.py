@@ -305,11 +305,11 @@ def _node(args: argparse.Namespace) -> Node:
 
 
 def _load(args: argparse.Namespace) -> tuple[PolicySource, LoadedPolicy]:
-    """The policy of `--config FILE` or `--from-env`; warnings (ignored NO_PROXY entries) are printed."""
+    """The policy of `--config FILE` or `--from-env`; warnings (environment values read leniently) are printed."""
     source = PolicySource(Path(args.config) if args.config else None, os.environ)
     loaded = source.load()
     for warning in loaded.warnings:
-        print(f"warning: {_SCRUBBER.scrub(str(warning))} (ignored; the valid entries apply)", file=sys.stderr)
+        print(f"warning: {_SCRUBBER.scrub(str(warning))}", file=sys.stderr)
     return source, loaded
 
 

@@ -58,12 +58,13 @@ class StartupError(Exception):
 
 def read_static_policies(options: ServeOptions) -> PolicySet:
     """The file or environment policy. Raises ConfigError: the server does not start on an invalid policy, and
-    a reload keeps the last good one. Each warning (an ignored NO_PROXY entry) is logged once per read."""
+    a reload keeps the last good one. Each warning (an ignored NO_PROXY entry, a proxy value
+    without a scheme) is logged once per read."""
     if options.config is None and options.kubernetes is not None and not options.from_env:
         return PolicySet(())
     loaded = PolicySource(options.config, options.environ).load()
     for warning in loaded.warnings:
-        _log.warning("%s (ignored; the valid entries apply)", warning)
+        _log.warning("%s", warning)
     return loaded.policies
 
 

@@ -195,3 +195,20 @@ def test_every_valid_policy_as_a_resource_is_admitted_and_converts_as_the_file_d
     assert all(proxy.credentials is not None for proxy in policy.proxies.values()), "every proxy gets the Secret's"
     for mode in NodeMode:
         translate(policy, mode)
+
+
+@pytest.mark.parametrize("where", ["spec", "workloadSelector", "credentialsSecretRef"])
+def test_an_unknown_key_shaped_like_a_url_never_shows_its_password(where: str) -> None:
+    """Found by a long fuzz run: `spec.<key>: unknown field` quoted the key, which may be a pasted URL."""
+    key = "http://alice:Zq9Xw7Kv"
+    spec: dict[str, Any] = {"httpsProxy": "http://10.0.0.1:3128"}
+    if where == "spec":
+        spec[key] = 1
+    elif where == "workloadSelector":
+        spec["workloadSelector"] = {key: 1}
+    else:
+        spec["credentialsSecretRef"] = {"name": "creds", key: 1}
+    with pytest.raises(ConfigError) as caught:
+        policy_from_resource(ResourceRef(Kind.EGRESS_PROXY, "shop", "corp"), {"spec": spec}, {})
+    assert "Zq9Xw7Kv" not in str(caught.value)
+    assert "unknown field" in str(caught.value)

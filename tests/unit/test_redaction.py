@@ -75,10 +75,8 @@ def test_file_errors_never_quote_a_password(tmp_path: Path, text: str, expected:
 
 def test_environment_errors_never_quote_a_password() -> None:
     with pytest.raises(ConfigError) as caught:
-        load_environment_policy({"HTTPS_PROXY": f"alice:{PASSWORD}@proxy:3128"})
-    assert str(caught.value) == (
-        "environment: HTTPS_PROXY: '<redacted>@proxy:3128' has no scheme: write http:// or https:// before it"
-    )
+        load_environment_policy({"HTTPS_PROXY": f"alice:{PASSWORD}@proxy:99999"})
+    assert str(caught.value) == "environment: HTTPS_PROXY: port 99999 out of range (expected 1-65535)"
 
 
 def test_kubernetes_errors_never_quote_a_password() -> None:
@@ -136,7 +134,7 @@ def test_scrubber_removes_any_url_password(
     url = shape.format(user=user, password=password, host=host, port=port)
     text = f"{before}{url}{after}"
     scrubbed = SecretScrubber().scrub(text)
-    frame = before + after
+    frame = before + after + shape  # a piece of the frame or the scheme (password "http") is not a leak
     assert leaked(password, scrubbed, frame) is None, scrubbed
     assert f"{REDACTED}@" in scrubbed
     token = base64.b64encode(f"{user}:{password}".encode()).decode()

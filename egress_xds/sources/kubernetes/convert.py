@@ -63,8 +63,8 @@ def policy_from_resource(
         path, message = problem
         issues.add(format_path(("spec", *path)), message)
         raise ConfigError(issues.items)
-    for key in sorted(str(key) for key in set(spec) - SPEC_KEYS):
-        issues.add(f"spec.{key}", f"unknown field (expected one of {', '.join(sorted(SPEC_KEYS))})")
+    for key in sorted(str(key) for key in set(spec) - SPEC_KEYS):  # a mistaken key may be a URL with a password
+        issues.add(format_path(("spec", key)), f"unknown field (expected one of {', '.join(sorted(SPEC_KEYS))})")
     document = {key: copy.deepcopy(spec[key]) for key in POLICY_KEYS if key in spec}
     if not document:  # as for a file: an empty policy is a mistake, never "everything direct"
         issues.add("spec", "empty policy: give httpProxy, httpsProxy, proxies or rules (all direct: a direct rule)")
@@ -136,8 +136,8 @@ def workload_selector(ref: ResourceRef, value: Any, issues: _Issues) -> NodeSele
     if not isinstance(value, dict):
         issues.add(path, "expected a label selector {matchLabels, matchExpressions}")
         return NodeSelector(metadata=metadata, requirements=tuple(requirements))
-    for key in sorted(set(value) - {"matchLabels", "matchExpressions"}):
-        issues.add(f"{path}.{key}", "unknown field (expected matchLabels or matchExpressions)")
+    for key in sorted(str(key) for key in set(value) - {"matchLabels", "matchExpressions"}):
+        issues.add(f"{path}.{format_path((key,))}", "unknown field (expected matchLabels or matchExpressions)")
     match_labels = value.get("matchLabels") or {}
     if not isinstance(match_labels, dict):
         issues.add(f"{path}.matchLabels", "expected a mapping of label to value")
@@ -274,9 +274,9 @@ def _credentials(
     if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not value["name"]:
         issues.add(path, "expected {name: SECRET}" + ("" if ref.kind.namespaced else " with a namespace"))
         return None
-    for key in sorted(set(value) - allowed):
-        reason = "a Secret must be in the resource's own namespace" if key == "namespace" else "unknown field"
-        issues.add(f"{path}.{key}", reason)
+    for unknown in sorted(str(key) for key in set(value) - allowed):
+        reason = "a Secret must be in the resource's own namespace" if unknown == "namespace" else "unknown field"
+        issues.add(f"{path}.{format_path((unknown,))}", reason)
         return None
     if not ref.kind.namespaced and not value.get("namespace"):
         issues.add(f"{path}.namespace", "a ClusterEgressProxy must say which namespace the Secret is in")
