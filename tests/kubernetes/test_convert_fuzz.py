@@ -33,6 +33,7 @@ from tests.kubernetes.resources import cluster_egress_proxy, egress_proxy, secre
 from tests.support.policy_strategies import (
     leaked_secret,
     mutated_policy_documents,
+    plain_text,
     policy_bodies,
     wrong_values,
 )
@@ -77,16 +78,16 @@ selectors = st.one_of(
     st.fixed_dictionaries(
         {},
         optional={
-            "matchLabels": st.dictionaries(st.text(max_size=5), st.one_of(st.text(max_size=5), wrong_values())),
+            "matchLabels": st.dictionaries(plain_text(max_size=5), st.one_of(plain_text(max_size=5), wrong_values())),
             "matchExpressions": st.lists(
                 st.fixed_dictionaries(
                     {},
                     optional={
-                        "key": st.one_of(st.text(max_size=5), wrong_values()),
+                        "key": st.one_of(plain_text(max_size=5), wrong_values()),
                         "operator": st.one_of(
                             st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]), wrong_values()
                         ),
-                        "values": st.one_of(st.lists(st.text(max_size=5), max_size=2), wrong_values()),
+                        "values": st.one_of(st.lists(plain_text(max_size=5), max_size=2), wrong_values()),
                     },
                 ),
                 max_size=2,

@@ -66,6 +66,12 @@ def leaked_secret(text: str) -> str | None:
     return None
 
 
+def plain_text(*args: Any, **kwargs: Any) -> st.SearchStrategy[str]:
+    """`st.text`, never holding a piece of `SECRET_MARK`: Hypothesis also draws the string constants of the code
+    it runs (`SECRET_MARK` among them), and a value that is not a password may be quoted in a message."""
+    return st.text(*args, **kwargs).filter(lambda text: leaked_secret(text) is None)
+
+
 # --- names and addresses --------------------------------------------------------------------------------------
 
 _LABEL = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8)
@@ -76,7 +82,7 @@ ipv6 = st.ip_addresses(v=6).filter(lambda address: address.ipv4_mapped is None).
 ports = st.integers(min_value=1, max_value=65535)
 proxy_names = st.from_regex(r"\A[a-z][a-z0-9]{0,6}\Z").filter(lambda name: name not in {"http", "https"})
 _NAME_CHARS = string.ascii_letters + string.digits + " -_."
-rule_names = st.text(_NAME_CHARS, min_size=1, max_size=20).filter(str.strip)
+rule_names = plain_text(_NAME_CHARS, min_size=1, max_size=20).filter(str.strip)
 
 
 def networks(version: int) -> st.SearchStrategy[str]:
@@ -95,7 +101,7 @@ cidrs = st.one_of(networks(4), networks(6))
 passwords = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12).map(
     lambda tail: SECRET_MARK + tail
 )
-usernames = st.text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=8)
+usernames = plain_text(string.ascii_letters + string.digits + "._-", min_size=1, max_size=8)
 
 
 def _host_in_url(host: str) -> str:
@@ -376,9 +382,9 @@ def wrong_values(draw: st.DrawFn) -> Any:
     pool = st.one_of(
         st.sampled_from(WRONG_VALUES),
         passwords.flatmap(lambda password: st.sampled_from(secret_shapes(password))),
-        st.text(max_size=30),
+        plain_text(max_size=30),
         st.integers(),
-        st.lists(st.one_of(st.none(), st.integers(), st.text(max_size=5)), max_size=3),
+        st.lists(st.one_of(st.none(), st.integers(), plain_text(max_size=5)), max_size=3),
     )
     return draw(pool)
 

@@ -30,6 +30,7 @@ from tests.support.policy_strategies import (
     leaked_secret,
     mutated_policy_documents,
     passwords,
+    plain_text,
     secret_shapes,
     valid_policy_documents,
 )
@@ -142,13 +143,13 @@ def test_yaml_token_soup(tmp_path: Path, text: str) -> None:
         translates(result)
 
 
-@given(st.one_of(st.text(), st.binary()))
+@given(st.one_of(plain_text(), st.binary()))
 def test_random_text_and_bytes(tmp_path: Path, content: str | bytes) -> None:
     outcome(lambda: load_policy_file(write(tmp_path, content)))
 
 
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+    st.none(), st.booleans(), st.integers(), st.floats(), plain_text(max_size=20),
     passwords.flatmap(lambda password: st.sampled_from(secret_shapes(password))),
 )  # fmt: skip
 random_trees = st.recursive(
@@ -156,7 +157,7 @@ random_trees = st.recursive(
     lambda children: st.one_of(
         st.lists(children, max_size=4),
         st.dictionaries(
-            st.one_of(st.sampled_from(["httpProxy", "noProxy", "proxies", "rules", "policies", "url"]), st.text()),
+            st.one_of(st.sampled_from(["httpProxy", "noProxy", "proxies", "rules", "policies", "url"]), plain_text()),
             children,
             max_size=4,
         ),
@@ -172,7 +173,7 @@ def test_random_trees(tree: Any) -> None:
         translates(result)
 
 
-@given(st.text())
+@given(plain_text())
 def test_random_no_proxy_strings_never_raise(value: str) -> None:
     no_proxy, errors = parse_no_proxy(value)
     written = [part.strip() for part in value.split(",") if part.strip()]
@@ -182,7 +183,7 @@ def test_random_no_proxy_strings_never_raise(value: str) -> None:
         no_proxy.match(entry.raw, None, 443)
 
 
-@given(st.text(), st.sampled_from(["NO_PROXY", "no_proxy"]))
+@given(plain_text(), st.sampled_from(["NO_PROXY", "no_proxy"]))
 def test_the_environment_applies_what_it_can_of_any_no_proxy(value: str, variable: str) -> None:
     loaded = load_environment_policy({"HTTPS_PROXY": "http://10.0.0.1:3128", variable: value})
     _, errors = parse_no_proxy(value)
@@ -193,7 +194,7 @@ def test_the_environment_applies_what_it_can_of_any_no_proxy(value: str, variabl
 
 @given(
     st.one_of(
-        st.text(), passwords.flatmap(lambda password: st.sampled_from([*secret_shapes(password), f"u:{password}"]))
+        plain_text(), passwords.flatmap(lambda password: st.sampled_from([*secret_shapes(password), f"u:{password}"]))
     ),
     st.sampled_from(["HTTP_PROXY", "https_proxy"]),
 )

@@ -61,6 +61,7 @@ async def test_sotw_a_repeated_nack_with_nothing_changed_is_not_answered(ads: Ad
     await client.send(LDS, [])
     listeners = await _sotw_recv(client, LDS)
     await client.nack(listeners, "rejected")
+    await eventually(lambda: ads.record().types[LDS].nacked)  # the change must come after the NACK
     ads.cache.set_snapshot("g1", FIXED)
     await client.ack(await _sotw_recv(client, CDS))
     again = await _sotw_recv(client, LDS)
