@@ -422,7 +422,7 @@ def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: Fie
     if "healthCheck" in fields:
         health_check = _parse_health_check(context, fields["healthCheck"], (*path, "healthCheck"))
     elif len(endpoints) > 1:
-        health_check = HealthCheck()  # failover only works with an active health check (DESIGN.md section 4)
+        health_check = HealthCheck()  # failover needs an active health check (README: healthCheck)
     return Proxy(
         name=name,
         scheme=first.scheme,

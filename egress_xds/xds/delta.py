@@ -1,6 +1,6 @@
 """Incremental (Delta) ADS: responses carry only changed resources and the names of removed ones.
 
-Rules kept here (DESIGN.md section 5):
+Rules kept here (docs/architecture.md, "The xDS protocol rules the server keeps"):
 - Per resource, the client's version is tracked (`TypeState.known`): from `initial_resource_versions` on the
   first request of a type (a reconnecting Envoy that is up to date is sent nothing), then from what we send.
 - A NACK records the error; the versions it rejected stay "known", so they are never sent again. A resource

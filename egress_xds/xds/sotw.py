@@ -1,6 +1,6 @@
 """State-of-the-World ADS: every response carries the full set of its type the stream subscribes to.
 
-Rules kept here (DESIGN.md section 5):
+Rules kept here (docs/architecture.md, "The xDS protocol rules the server keeps"):
 - A request whose `response_nonce` is not the latest sent for its type is ignored entirely: it answers a
   response the client has not caught up with, so its names and its ACK/NACK are outdated.
 - ACK and NACK are read from the nonce and `error_detail`, never from version numbers. A NACK records the error

@@ -1,4 +1,4 @@
-"""Delta (incremental) ADS, one test per protocol rule (DESIGN.md section 5), over a real gRPC channel."""
+"""Delta (incremental) ADS, one test per protocol rule (docs/architecture.md), over a real gRPC channel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""State-of-the-World ADS, one test per protocol rule (DESIGN.md section 5), over a real gRPC channel."""
+"""State-of-the-World ADS, one test per protocol rule (docs/architecture.md), over a real gRPC channel."""
 
 from __future__ import annotations
 
