@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from egress_xds.policy.proxy_url import validate_host
+from egress_xds.policy.destinations import parse_host
 
 
 def check_listen_address(text: str) -> str:
@@ -23,7 +23,7 @@ def check_listen_address(text: str) -> str:
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if bare:
         try:
-            validate_host(bare)
+            parse_host(bare)
         except ValueError as error:
             raise ValueError(f"{text!r}: {error}") from None
     return text

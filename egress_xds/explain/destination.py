@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from egress_xds.policy.no_proxy import IPAddress
-from egress_xds.policy.proxy_url import parse_port, validate_host
+from egress_xds.policy.destinations import IPAddress, is_ip_literal, parse_host, parse_ip, parse_port, split_host_port
 
 
 class Protocol(enum.Enum):
@@ -49,9 +47,9 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported scheme {scheme!r} (use http://, https:// or host:port)")
         text = parts.netloc.rpartition("@")[2]
-    host, port_text = _split_host_port(text)
-    host = validate_host(host)
-    ip = _ip_or_none(host)
+    host, port_text = split_host_port(text)
+    host = parse_host(host)
+    ip = parse_ip(host, unmap=False)
     if protocol is None:
         protocol = {"https": Protocol.TLS, "http": Protocol.HTTP}.get(scheme, Protocol.TCP if ip else Protocol.TLS)
     if port_text:
@@ -61,13 +59,13 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
     else:
         raise ValueError(f"{text!r}: a raw TCP destination needs a port (host:port)")
     if address is not None:
-        resolved = _ip_or_none(address.strip())
+        resolved = parse_ip(address, unmap=False)
         if resolved is None:
             raise ValueError(f"--address {address!r} is not an IP address")
         if ip is not None and resolved != ip:
             raise ValueError(f"--address {address} contradicts the destination's own address {ip}")
         ip = resolved
-    name = None if _ip_or_none(host) is not None else host
+    name = None if is_ip_literal(host) else host
     if protocol is Protocol.TCP:
         if ip is None:
             raise ValueError(
@@ -75,20 +73,3 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
             )
         name = None  # raw TCP shows no name, whatever the client resolved
     return Probe(name=name, ip=ip, port=port, protocol=protocol)
-
-
-def _split_host_port(text: str) -> tuple[str, str]:
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, rest.removeprefix(":")
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, port
-    return text, ""
-
-
-def _ip_or_none(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None

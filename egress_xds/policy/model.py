@@ -6,14 +6,11 @@ Everything here is validated already; the translator never has to second-guess a
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from egress_xds.policy.addresses import is_ip_literal
-from egress_xds.policy.no_proxy import DomainPattern, NoProxy
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from egress_xds.policy.destinations import DomainPattern, IPNetwork, is_ip_literal
+from egress_xds.policy.no_proxy import NoProxy
 
 
 class Scheme(enum.Enum):

@@ -26,54 +26,21 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from egress_xds.policy.destinations import (
+    BareName,
+    DomainPattern,
+    IPAddress,
+    IPNetwork,
+    normalize_host,
+    parse_domain_pattern,
+    parse_ip,
+    parse_network,
+    parse_port,
+)
 from egress_xds.redact import redact_value
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-@dataclass(frozen=True)
-class DomainPattern:
-    """A domain match: the name itself (`apex`), its subdomains, or both.
-
-    `suffix` is lower case with no leading dot or `*.` and no trailing dot, e.g. "example.com".
-    """
-
-    suffix: str
-    apex: bool
-    subdomains: bool
-
-    @classmethod
-    def exact(cls, name: str) -> DomainPattern:
-        return cls(normalize_host(name), apex=True, subdomains=False)
-
-    @classmethod
-    def subdomains_of(cls, name: str) -> DomainPattern:
-        return cls(normalize_host(name), apex=False, subdomains=True)
-
-    @classmethod
-    def domain_and_subdomains(cls, name: str) -> DomainPattern:
-        return cls(normalize_host(name), apex=True, subdomains=True)
-
-    def matches(self, host: str) -> bool:
-        host = normalize_host(host)
-        if self.apex and host == self.suffix:
-            return True
-        return self.subdomains and host.endswith("." + self.suffix)
-
-    def __str__(self) -> str:
-        if self.apex and self.subdomains:
-            return f"{self.suffix} (and subdomains)"
-        return self.suffix if self.apex else f"*.{self.suffix}"
-
-
-def normalize_host(host: str) -> str:
-    """Lower case, surrounding whitespace and trailing dots removed (`Example.COM.` -> `example.com`)."""
-    return host.strip().rstrip(".").lower()
 
 
 @dataclass(frozen=True)
@@ -166,22 +133,21 @@ def parse_no_proxy(value: str | Sequence[str]) -> tuple[NoProxy, list[NoProxyErr
             else:
                 try:
                     entries.append(_parse_entry(raw, index))
-                except _EntryError as exc:
+                except ValueError as exc:  # _EntryError, or a DestinationError of the form
                     errors.append(NoProxyError(index=index, raw=raw, message=str(exc)))
             index += 1
     return NoProxy(entries=tuple(entries), everything=everything), errors
 
 
 # --- parsing ------------------------------------------------------------------------------------------------
+# The forms (host names, IPs, CIDRs, ports, domain patterns) are read by `destinations`, as everywhere else; what
+# is only NO_PROXY's is here: which forms an entry may take, brackets, and what is refused outright.
 
 
 class _EntryError(ValueError):
     """Raised while parsing one entry; becomes a NoProxyError."""
 
 
-_PORT_RE = re.compile(r"[0-9]+")
-_LABEL_RE = re.compile(r"[a-z0-9_-]+")
-_BAD_CHAR_RE = re.compile(r"[^a-z0-9_.-]")
 _EXPECTED = "expected HOST, .DOMAIN, *.DOMAIN, IP, CIDR, HOST:PORT, IPv4:PORT or [IPv6]:PORT"
 
 
@@ -193,25 +159,26 @@ def _parse_entry(raw: str, index: int) -> NoProxyEntry:
         raise _EntryError(f"'@' is not allowed (no credentials in NO_PROXY), {_EXPECTED}")
     if text.startswith("["):
         bracketed, bracketed_port = _parse_bracketed(text)
-        return NoProxyEntry(raw, index, None, _host_network(bracketed), bracketed_port)
+        return NoProxyEntry(raw, index, None, ipaddress.ip_network(bracketed), bracketed_port)
     if "/" in text:
-        return NoProxyEntry(raw, index, None, _parse_cidr(text), None)
+        return NoProxyEntry(raw, index, None, parse_network(text), None)
     if text.count(":") >= 2:
-        return NoProxyEntry(raw, index, None, _host_network(_parse_bare_ipv6(text)), None)
+        return NoProxyEntry(raw, index, None, ipaddress.ip_network(_parse_bare_ipv6(text)), None)
     port: int | None = None
     host = text
     if ":" in text:
         host, _, port_text = text.partition(":")
         if not host:
-            shown = f" ':{port_text}'" if _PORT_RE.fullmatch(port_text) else ""
+            shown = f" ':{port_text}'" if _is_number(port_text) else ""
             raise _EntryError(f"missing host before the port{shown}, {_EXPECTED}")
         if host == "*":
             raise _EntryError("'*' cannot have a port; '*' alone sends everything direct")
-        port = _parse_port(port_text)
-    address = _parse_ip(host)
+        # not quoted: after a ':' may stand a password (`user:pw@host` split at a ',' inside the password)
+        port = parse_port(port_text, quote=_is_number(port_text))
+    address = parse_ip(host)
     if address is not None:
-        return NoProxyEntry(raw, index, None, _host_network(address), port)
-    return NoProxyEntry(raw, index, _parse_domain(host), None, port)
+        return NoProxyEntry(raw, index, None, ipaddress.ip_network(address), port)
+    return NoProxyEntry(raw, index, parse_domain_pattern(host, BareName.AND_SUBDOMAINS), None, port)
 
 
 def _parse_bracketed(text: str) -> tuple[IPAddress, int | None]:
@@ -221,116 +188,28 @@ def _parse_bracketed(text: str) -> tuple[IPAddress, int | None]:
         raise _EntryError("missing ']' (expected [IPv6] or [IPv6]:PORT)")
     if "/" in inner:
         raise _EntryError("a CIDR must not be bracketed (write e.g. fd00::/8 without brackets, and no port)")
-    address = _parse_ip(inner)
+    address = parse_ip(inner)
     if address is None:
         raise _EntryError(f"{inner!r} is not an IP address (expected [IPv6] or [IPv6]:PORT)")
     if not rest:
         return address, None
     if not rest.startswith(":"):
         raise _EntryError(f"unexpected {rest!r} after ']' (expected [IPv6] or [IPv6]:PORT)")
-    return address, _parse_port(rest[1:])
+    return address, parse_port(rest[1:], quote=_is_number(rest[1:]))
 
 
-def _parse_cidr(text: str) -> IPNetwork:
-    address_text, _, prefix_text = text.partition("/")
-    if ":" in prefix_text:
-        raise _EntryError(
-            "a CIDR cannot have a port (expected ADDRESS/PREFIX such as 10.0.0.0/8; "
-            "use IP:PORT entries for single addresses)"
-        )
-    address = _parse_ip(address_text, unmap=False)
-    if address is None:
-        raise _EntryError(
-            f"{address_text!r} is not an IP address (expected a CIDR ADDRESS/PREFIX such as 10.0.0.0/8 "
-            "or fd00::/8; paths are not allowed)"
-        )
-    if not _PORT_RE.fullmatch(prefix_text):
-        raise _EntryError(f"prefix length {prefix_text!r} is not a number (expected e.g. 10.0.0.0/8)")
-    prefix = int(prefix_text)
-    if prefix > address.max_prefixlen:
-        raise _EntryError(f"prefix length {prefix} out of range 0-{address.max_prefixlen} for IPv{address.version}")
-    # Host bits are masked off, as Go's net.ParseCIDR does: 10.1.2.3/8 means 10.0.0.0/8.
-    return ipaddress.ip_network((address, prefix), strict=False)
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _parse_bare_ipv6(text: str) -> IPAddress:
-    address = _parse_ip(text)
+    address = parse_ip(text)
     if address is not None:
         return address
     head, _, tail = text.rpartition(":")
-    if _PORT_RE.fullmatch(tail) and _parse_ip(head) is not None:
+    if _is_number(tail) and parse_ip(head) is not None:
         raise _EntryError(f"an IPv6 address with a port must be bracketed, e.g. [{head}]:{tail}")
     raise _EntryError(f"not a valid IPv6 address, and a host name cannot contain ':' twice ({_EXPECTED})")
-
-
-def _parse_port(text: str) -> int:
-    if not text:
-        raise _EntryError("empty port after ':' (expected a port 1-65535)")
-    if not _PORT_RE.fullmatch(text):
-        # not repeated: after a ':' may stand a password (`user:pw@host` split at a ',' inside the password)
-        raise _EntryError("the port is not a number (expected a port 1-65535)")
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise _EntryError(f"port {port} out of range 1-65535")
-    return port
-
-
-def _parse_ip(text: str, *, unmap: bool = True) -> IPAddress | None:
-    """An IP literal, or None when `text` is not one.
-
-    With `unmap`, an IPv4-mapped IPv6 address (`::ffff:10.1.2.3`) becomes IPv4, as Go compares them equal.
-    """
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.scope_id is not None:
-            raise _EntryError("an IPv6 zone index ('%...') is not supported; write the address without it")
-        if unmap and address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-    return address
-
-
-def _host_network(address: IPAddress) -> IPNetwork:
-    return ipaddress.ip_network(address)
-
-
-def _parse_domain(text: str) -> DomainPattern:
-    subdomains_only = False
-    if text.startswith("*."):
-        subdomains_only, text = True, text[2:]
-    elif text.startswith("."):
-        subdomains_only, text = True, text[1:]
-    if text.endswith("."):
-        text = text[:-1]
-    if "*" in text:
-        raise _EntryError("'*' is only allowed alone or as a leading '*.' (e.g. *.example.com)")
-    if not text:
-        raise _EntryError(f"no domain name ({_EXPECTED})")
-    if not text.isascii():
-        try:
-            text = text.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise _EntryError(f"not a valid internationalized domain name ({exc})") from None
-    labels = text.split(".")
-    if any(not label for label in labels):
-        raise _EntryError("empty label (two dots in a row, or a leading dot after '*.' or '.')")
-    bad = _BAD_CHAR_RE.search(text)
-    if bad is not None:
-        raise _EntryError(
-            f"character {bad.group()!r} is not allowed in a host name (allowed: letters, digits, '-', '_', '.')"
-        )
-    if any(len(label) > 63 for label in labels):
-        raise _EntryError("a label is longer than 63 characters")
-    if len(text) > 253:
-        raise _EntryError("the name is longer than 253 characters")
-    if labels[-1].isdigit():
-        raise _EntryError(
-            "not a valid IP address, and a name ending in a numeric label is not a domain "
-            "(for a range write a CIDR such as 10.0.0.0/8)"
-        )
-    return DomainPattern(text, apex=not subdomains_only, subdomains=True)
 
 
 # --- matching -----------------------------------------------------------------------------------------------

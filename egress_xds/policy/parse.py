@@ -7,15 +7,39 @@ of them at once. Nothing is silently dropped: an entry is either used or reporte
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from egress_xds.policy.addresses import is_ip_literal
+from egress_xds.policy.destinations import (
+    BareName,
+    DomainPattern,
+    IPNetwork,
+    host_bits_note,
+    is_ip_literal,
+    parse_address_or_network,
+    parse_domain_pattern,
+    parse_host,
+    parse_host_port,
+    parse_port,
+)
 from egress_xds.policy.errors import ConfigError, ConfigIssue, describe
+from egress_xds.policy.keys import (
+    ACTION_PROXY_KEYS,
+    ENDPOINT_KEYS,
+    FORWARD_PROXY_KEYS,
+    HEALTH_CHECK_KEYS,
+    LISTENER_KEYS,
+    POLICY_KEYS,
+    PROXY_KEYS,
+    RULE_KEYS,
+    SELECTOR_KEYS,
+    SHARED_KEYS,
+    STANDALONE_KEYS,
+    TOP_LEVEL_KEYS,
+)
 from egress_xds.policy.model import (
     DENY,
     DIRECT,
@@ -26,7 +50,6 @@ from egress_xds.policy.model import (
     ExplicitListener,
     ForwardProxyListener,
     HealthCheck,
-    IPNetwork,
     NodeSelector,
     PolicySet,
     Proxy,
@@ -36,25 +59,14 @@ from egress_xds.policy.model import (
     Scheme,
     Standalone,
 )
-from egress_xds.policy.no_proxy import DomainPattern, NoProxy, parse_no_proxy
-from egress_xds.policy.proxy_url import (
-    ProxyUrlError,
-    basic_credentials,
-    parse_host_port,
-    parse_port,
-    parse_proxy_url,
-    validate_host,
-)
+from egress_xds.policy.no_proxy import NoProxy, parse_no_proxy
+from egress_xds.policy.proxy_url import ProxyUrlError, basic_credentials, parse_proxy_url
 from egress_xds.policy.yaml_tree import FieldPath, LocatedDocument, format_path
 from egress_xds.redact import REDACTED, redact_value
 
 T = TypeVar("T")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-POLICY_KEYS = {
-    "name", "nodes", "httpProxy", "httpsProxy", "noProxy", "proxies", "rules", "rawTcp", "standalone",
-}  # fmt: skip
-TOP_LEVEL_KEYS = POLICY_KEYS | {"policies"}
 DEFAULT_POLICY_NAME = "default"
 # Names given to proxies that are written inline as URLs in httpProxy / httpsProxy.
 INLINE_PROXY_NAMES = {"httpProxy": "http-proxy", "httpsProxy": "https-proxy"}
@@ -92,7 +104,7 @@ class _Context:
     def issue(self, path: FieldPath, message: str) -> ConfigIssue:
         return ConfigIssue(self.document.source, self.document.line_of(path), format_path(path), message)
 
-    def mapping(self, value: Any, path: FieldPath, allowed: set[str]) -> dict[str, Any] | None:
+    def mapping(self, value: Any, path: FieldPath, allowed: frozenset[str]) -> dict[str, Any] | None:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping with keys {_listing(allowed)}, got {describe(value)}")
             return None
@@ -165,7 +177,7 @@ def parse_document_with_warnings(
 
 def _parse_policy_list(context: _Context, root: dict[str, Any]) -> list[EgressPolicy]:
     """`policies:` with optional top-level `proxies:` shared by all of them."""
-    for key in POLICY_KEYS - {"proxies"}:
+    for key in POLICY_KEYS - SHARED_KEYS:
         if key in root:
             context.error((key,), "with 'policies:', put this key inside each policy (only 'proxies' is shared)")
     shared = _parse_proxies(context, root.get("proxies", {}), ("proxies",))
@@ -249,11 +261,13 @@ def _parse_no_proxy(context: _Context, value: Any, path: FieldPath) -> NoProxy:
     else:
         context.error(path, f"expected a comma-separated string or a list, got {describe(value)}")
     no_proxy, problems = parse_no_proxy(items)
+    for written, network in ((each.raw, each.network) for each in no_proxy.entries if each.network is not None):
+        note = host_bits_note(written, network)
+        if note is not None:
+            context.warn(_no_proxy_path(path, value, written), note)
     hidden = _entries_before_an_at(items)
     for problem in problems:
-        element: FieldPath = path
-        if isinstance(value, list):
-            element = (*element, _list_position(value, problem.raw))
+        element = _no_proxy_path(path, value, problem.raw)
         entry = f"entry {problem.index} {_shown_entry(problem.raw)}"
         if problem.index in hidden:
             entry = f"entry {problem.index} '{REDACTED}'"
@@ -263,6 +277,11 @@ def _parse_no_proxy(context: _Context, value: Any, path: FieldPath) -> NoProxy:
         else:
             context.error(element, f"{entry}: {problem.message}")
     return no_proxy
+
+
+def _no_proxy_path(path: FieldPath, value: Any, raw: str) -> FieldPath:
+    """The field of one NO_PROXY entry: the list item holding it, or the string itself."""
+    return (*path, _list_position(value, raw)) if isinstance(value, list) else path
 
 
 _BEFORE_AT = "not a valid entry, and it stands before an '@' (a URL's user:password?); not shown"
@@ -346,9 +365,6 @@ def _proxy_from_url(context: _Context, url: str, path: FieldPath, name: str) -> 
     )
 
 
-PROXY_KEYS = {"url", "endpoints", "credentialsFile", "caFile", "sni", "healthCheck"}
-
-
 def _parse_proxies(context: _Context, value: Any, path: FieldPath) -> dict[str, Proxy]:
     if value in (None, {}):
         return {}
@@ -412,7 +428,7 @@ def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: Fie
     sni = first.host if first.scheme is Scheme.HTTPS and not is_ip_literal(first.host) else None
     if "sni" in fields:
         sni_text = context.string(fields["sni"], (*path, "sni"))
-        sni = context.attempt((*path, "sni"), partial(validate_host, sni_text)) if sni_text is not None else None
+        sni = context.attempt((*path, "sni"), partial(parse_host, sni_text)) if sni_text is not None else None
         if first.scheme is not Scheme.HTTPS:
             context.error((*path, "sni"), "sni only applies to an https:// proxy")
     endpoints = tuple(ProxyEndpoint(url.host, url.port, priority) for url, priority, _ in parsed)
@@ -444,7 +460,7 @@ def _endpoint_urls(context: _Context, value: Any, path: FieldPath) -> list[tuple
         if isinstance(item, str):
             urls.append((item, 0, item_path))
             continue
-        fields = context.mapping(item, item_path, {"url", "priority"})
+        fields = context.mapping(item, item_path, ENDPOINT_KEYS)
         if fields is None:
             continue
         url = context.string(fields.get("url"), (*item_path, "url"))
@@ -484,11 +500,8 @@ def _read_credentials(
     return basic_credentials(username, password)
 
 
-HEALTH_KEYS = {"interval", "timeout", "unhealthyThreshold", "healthyThreshold"}
-
-
 def _parse_health_check(context: _Context, value: Any, path: FieldPath) -> HealthCheck | None:
-    fields = context.mapping(value, path, HEALTH_KEYS)
+    fields = context.mapping(value, path, HEALTH_CHECK_KEYS)
     if fields is None:
         return None
     default = HealthCheck()
@@ -526,9 +539,6 @@ def _positive(context: _Context, value: Any, path: FieldPath, default: int) -> i
         context.error(path, f"expected a whole number 1-{UINT32_MAX}, got {describe(value)}")
         return default
     return value
-
-
-RULE_KEYS = {"name", "domains", "cidrs", "ports", "action"}
 
 
 def _parse_rules(context: _Context, value: Any, path: FieldPath, proxies: Mapping[str, Proxy]) -> list[Rule]:
@@ -576,7 +586,7 @@ def _parse_action(context: _Context, value: Any, path: FieldPath, proxies: Mappi
     if value == "deny":
         return DENY
     if isinstance(value, dict):
-        fields = context.mapping(value, path, {"proxy"})
+        fields = context.mapping(value, path, ACTION_PROXY_KEYS)
         if fields is None or "proxy" not in fields:
             context.error(path, "expected {proxy: NAME}")
             return None
@@ -600,31 +610,33 @@ def _parse_domain(context: _Context, value: Any, path: FieldPath) -> DomainPatte
     if not isinstance(value, str):
         context.error(path, f"expected a domain string, got {describe(value)}")
         return None
-    text = value.strip()
-    subdomains = text.startswith(("*.", "."))
-    name = text[2:] if text.startswith("*.") else text.lstrip(".")
-    host = context.attempt(path, lambda: validate_host(name))
-    if host is None:
+    if is_ip_literal(value.strip()):
+        context.error(path, f"{describe(value.strip())} is an IP address; put addresses in 'cidrs'")
         return None
-    if is_ip_literal(host):
-        context.error(path, f"{describe(text)} is an IP address; put addresses in 'cidrs'")
+    try:
+        return parse_domain_pattern(value, BareName.EXACTLY)
+    except ValueError as exc:
+        context.error(path, f"{describe(value.strip())}: {exc}")
         return None
-    return DomainPattern.subdomains_of(host) if subdomains else DomainPattern.exact(host)
 
 
 def _parse_cidr(context: _Context, value: Any, path: FieldPath) -> IPNetwork | None:
+    """Rule CIDRs: `ADDRESS/PREFIX` or one address; host bits are cleared, with a warning (as NO_PROXY does)."""
     if not isinstance(value, str):
         context.error(path, f"expected a CIDR string such as 10.0.0.0/8, got {describe(value)}")
         return None
-    try:
-        return ipaddress.ip_network(value.strip(), strict=True)
-    except ValueError as exc:
-        detail = "" if "@" in value else f" ({exc})"  # the reason quotes the value, which may hold a password
-        context.error(path, f"{describe(value)} is not a valid CIDR or IP address{detail}")
+    if "@" in value:  # the value may hold a password: neither it nor a reason quoting it is shown
+        context.error(path, f"{describe(value)} is not a valid CIDR or IP address")
         return None
-
-
-SELECTOR_KEYS = {"id", "metadata"}
+    try:
+        network = parse_address_or_network(value)
+    except ValueError as exc:
+        context.error(path, str(exc))
+        return None
+    note = host_bits_note(value, network)
+    if note is not None:
+        context.warn(path, note)
+    return network
 
 
 def _parse_selector(context: _Context, value: Any, path: FieldPath) -> NodeSelector | None:
@@ -651,10 +663,6 @@ def _metadata_text(value: str | int | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-STANDALONE_KEYS = {"listeners", "forwardProxy"}
-LISTENER_KEYS = {"name", "listen", "target", "action"}
 
 
 def _parse_standalone(
@@ -686,7 +694,7 @@ def _parse_standalone(
         listeners.append(listener)
     forward_proxy = None
     if "forwardProxy" in fields:
-        forward_fields = context.mapping(fields["forwardProxy"], (*path, "forwardProxy"), {"listen"})
+        forward_fields = context.mapping(fields["forwardProxy"], (*path, "forwardProxy"), FORWARD_PROXY_KEYS)
         if forward_fields is not None:
             listen = _parse_listen(context, forward_fields.get("listen"), (*path, "forwardProxy", "listen"))
             if listen is not None:
@@ -769,11 +777,11 @@ def _resolve(context: _Context, value: str) -> Path:
     return path
 
 
-def _listing(keys: set[str]) -> str:
+def _listing(keys: frozenset[str]) -> str:
     return ", ".join(sorted(keys))
 
 
-def _closest(key: str, allowed: set[str]) -> str | None:
+def _closest(key: str, allowed: frozenset[str]) -> str | None:
     import difflib
 
     matches = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)

@@ -6,13 +6,19 @@ from pathlib import Path
 
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import PolicySet
-from egress_xds.policy.parse import parse_document
+from egress_xds.policy.parse import parse_document_with_warnings
 from egress_xds.policy.yaml_tree import MAX_DOCUMENT_BYTES, load_document, too_large_message
 
 
 def load_policy_file(path: str | Path) -> PolicySet:
     """Read and validate a policy file. Raises ConfigError listing every problem with file, line and field; never
     any other exception, whatever the file holds (binary data, a 50 MB file, deep nesting, YAML tags)."""
+    policies, _ = load_policy_file_with_warnings(path)
+    return policies
+
+
+def load_policy_file_with_warnings(path: str | Path) -> tuple[PolicySet, tuple[ConfigIssue, ...]]:
+    """`load_policy_file`, and what the file says that is read but worth a word (a CIDR with host bits set)."""
     file_path = Path(path)
     try:
         with file_path.open("rb") as stream:
@@ -22,7 +28,7 @@ def load_policy_file(path: str | Path) -> PolicySet:
     return policy_from_bytes(content, file_path)
 
 
-def policy_from_bytes(content: bytes, path: Path) -> PolicySet:
+def policy_from_bytes(content: bytes, path: Path) -> tuple[PolicySet, tuple[ConfigIssue, ...]]:
     """The policy in `content`, read from `path` (for messages, and relative credentialsFile/caFile paths)."""
     source = str(path)
     if len(content) > MAX_DOCUMENT_BYTES:
@@ -34,4 +40,4 @@ def policy_from_bytes(content: bytes, path: Path) -> PolicySet:
         message = f"not UTF-8 text (invalid byte 0x{content[exc.start]:02x})"
         raise ConfigError([ConfigIssue(source, line, "", message)]) from None
     document = load_document(text.removeprefix("\ufeff"), source)
-    return parse_document(document, base_dir=path.resolve().parent)
+    return parse_document_with_warnings(document, base_dir=path.resolve().parent)

@@ -8,8 +8,7 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToJson
 
-from egress_xds.policy.addresses import is_ip_literal
-from egress_xds.policy.proxy_url import parse_host_port
+from egress_xds.policy.destinations import is_ip_literal, parse_host_port
 from egress_xds.translate import names
 from egress_xds.translate.resources import Resources
 

@@ -19,8 +19,7 @@ from xds.type.matcher.v3.matcher_pb2 import Matcher
 from xds.type.matcher.v3.regex_pb2 import RegexMatcher
 from xds.type.matcher.v3.string_pb2 import StringMatcher
 
-from egress_xds.policy.model import IPNetwork
-from egress_xds.policy.no_proxy import DomainPattern
+from egress_xds.policy.destinations import DomainPattern, IPNetwork
 from egress_xds.translate.protobuf import typed
 
 _Predicate = Matcher.MatcherList.Predicate

@@ -16,7 +16,7 @@ from envoy.extensions.upstreams.http.v3.http_protocol_options_pb2 import HttpPro
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import UInt32Value
 
-from egress_xds.policy.addresses import is_ip_literal
+from egress_xds.policy.destinations import is_ip_literal
 from egress_xds.policy.model import Proxy, Scheme
 from egress_xds.translate import names
 from egress_xds.translate.protobuf import milliseconds, typed

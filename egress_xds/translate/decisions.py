@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from egress_xds.policy.destinations import DomainPattern
 from egress_xds.policy.model import DENY, DIRECT, Action, ActionKind, EgressPolicy, RawTcpMode, Rule
-from egress_xds.policy.no_proxy import DomainPattern
 
 LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 

@@ -30,8 +30,8 @@ from envoy.type.matcher.v3.regex_pb2 import RegexMatcher
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import BoolValue
 
+from egress_xds.policy.destinations import DomainPattern
 from egress_xds.policy.model import Action, ActionKind, EgressPolicy
-from egress_xds.policy.no_proxy import DomainPattern
 from egress_xds.translate import names
 from egress_xds.translate.access_log import request_log
 from egress_xds.translate.decisions import Decision

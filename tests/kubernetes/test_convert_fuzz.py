@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from egress_xds.policy import NodeMode
 from egress_xds.policy.errors import ConfigError
+from egress_xds.policy.keys import SPEC_POLICY_KEYS
 from egress_xds.policy.model import EgressPolicy, NodeSelector
 from egress_xds.policy.parse import parse_document
 from egress_xds.policy.yaml_tree import LocatedDocument
 from egress_xds.sources.kubernetes.api import Kind, ResourceRef, SecretKey
 from egress_xds.sources.kubernetes.convert import (
-    POLICY_KEYS,
     has_workload_selector,
     policy_from_resource,
     referenced_secrets,
@@ -55,7 +55,7 @@ SECRET_REFS = {REFS[0]: {"name": "creds"}, REFS[1]: {"name": "creds", "namespace
 def _crd_form(body: dict[str, Any]) -> dict[str, Any]:
     """The file-format keys a resource carries, rule actions as the CRD writes them (`action: proxy` +
     `proxy: NAME`), without the server-file keys (refused in resources)."""
-    spec = {key: value for key, value in body.items() if key in POLICY_KEYS}
+    spec = {key: value for key, value in body.items() if key in SPEC_POLICY_KEYS}
     for rule in spec.get("rules", []):
         if isinstance(rule.get("action"), dict):
             rule["proxy"] = rule["action"]["proxy"]

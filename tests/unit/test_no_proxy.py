@@ -184,13 +184,13 @@ BAD_VECTORS: list[tuple[str, str]] = [
     ("fd00::/8:443", "a CIDR cannot have a port"),
     ("[fd00::/8]", "a CIDR must not be bracketed"),
     ("[fd00::]/8", "unexpected '/8' after ']'"),
-    ("example.com:99999", "port 99999 out of range 1-65535"),
-    ("example.com:0", "port 0 out of range 1-65535"),
+    ("example.com:99999", "port 99999 out of range (expected 1-65535)"),
+    ("example.com:0", "port 0 out of range (expected 1-65535)"),
     ("example.com:http", "the port is not a number"),
     ("example.com:-1", "the port is not a number"),
     ("example.com:+80", "the port is not a number"),
     ("example.com:", "empty port"),
-    ("192.0.2.1:70000", "port 70000 out of range 1-65535"),
+    ("192.0.2.1:70000", "port 70000 out of range (expected 1-65535)"),
     ("[::1]:abc", "the port is not a number"),
     ("[::1]:", "empty port"),
     ("[::1", "missing ']'"),
@@ -241,8 +241,8 @@ def test_bad_entry_is_reported(raw: str, message: str) -> None:
 
 def test_error_str_names_position_and_entry() -> None:
     _, errors = parse_no_proxy("ok.example,example.com:99999")
-    assert errors == [NoProxyError(1, "example.com:99999", "port 99999 out of range 1-65535")]
-    assert str(errors[0]) == "NO_PROXY entry 1 'example.com:99999': port 99999 out of range 1-65535"
+    assert errors == [NoProxyError(1, "example.com:99999", "port 99999 out of range (expected 1-65535)")]
+    assert str(errors[0]) == "NO_PROXY entry 1 'example.com:99999': port 99999 out of range (expected 1-65535)"
 
 
 def test_every_bad_entry_is_reported_in_order() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from egress_xds.policy import ActionKind, ConfigError, Node, RawTcpMode, Scheme, select_policy
-from egress_xds.policy.no_proxy import DomainPattern
+from egress_xds.policy.destinations import DomainPattern
 from egress_xds.sources.environment import policy_from_environment
 from egress_xds.sources.file import load_policy_file
 
@@ -187,7 +187,7 @@ BAD_INPUTS = [
     pytest.param(
         "httpsProxy: http://p:3128\nrules:\n  - cidrs: [10.0.0.0/33]\n    action: direct\n",
         3,
-        "rules[0].cidrs[0]: '10.0.0.0/33' is not a valid CIDR",
+        "rules[0].cidrs[0]: prefix length 33 out of range 0-32 for IPv4",
         id="bad-cidr",
     ),
     pytest.param(

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from egress_xds.policy.errors import ConfigError, ConfigIssue, describe
+from egress_xds.policy.keys import SECRET_REF_KEY, SELECTOR_KEY, SERVER_FILE_KEYS, SPEC_KEYS, SPEC_POLICY_KEYS
 from egress_xds.policy.model import (
     Credentials,
     EgressPolicy,
@@ -31,11 +32,6 @@ from egress_xds.policy.yaml_tree import LocatedDocument, format_path, tree_limit
 from egress_xds.sources.kubernetes.api import CREDENTIALS_LABEL, ResourceRef, SecretKey
 from egress_xds.sources.kubernetes.credentials import credentials_from_secret
 
-POLICY_KEYS = ("httpProxy", "httpsProxy", "noProxy", "proxies", "rules", "rawTcp")
-SELECTOR_KEY = "workloadSelector"
-SECRET_REF_KEY = "credentialsSecretRef"
-SPEC_KEYS = frozenset({*POLICY_KEYS, SELECTOR_KEY, SECRET_REF_KEY})
-SERVER_FILE_KEYS = ("credentialsFile", "caFile")
 # The parser wants a file-format name; the real (unique, unparseable) name is set afterwards.
 _PLACEHOLDER_NAME = "kubernetes"
 
@@ -65,7 +61,7 @@ def policy_from_resource(
         raise ConfigError(issues.items)
     for key in sorted(str(key) for key in set(spec) - SPEC_KEYS):  # a mistaken key may be a URL with a password
         issues.add(format_path(("spec", key)), f"unknown field (expected one of {', '.join(sorted(SPEC_KEYS))})")
-    document = {key: copy.deepcopy(spec[key]) for key in POLICY_KEYS if key in spec}
+    document = {key: copy.deepcopy(spec[key]) for key in sorted(SPEC_POLICY_KEYS) if key in spec}
     if not document:  # as for a file: an empty policy is a mistake, never "everything direct"
         issues.add("spec", "empty policy: give httpProxy, httpsProxy, proxies or rules (all direct: a direct rule)")
     proxy_refs = _take_proxy_secret_refs(document, issues)
@@ -193,7 +189,7 @@ def _take_proxy_secret_refs(document: dict[str, Any], issues: _Issues) -> dict[s
             continue
         if SECRET_REF_KEY in proxy:
             refs[str(name)] = proxy.pop(SECRET_REF_KEY)
-        for key in SERVER_FILE_KEYS:
+        for key in sorted(SERVER_FILE_KEYS):
             if key in proxy:
                 del proxy[key]
                 issues.add(
