@@ -222,6 +222,7 @@ def server_main(conn: Connection, cpus: Sequence[int], gc_threshold: tuple[int, 
 
 
 async def _serve(conn: Connection) -> None:
+    from egress_xds.policy.node import NodeMode, PolicyGroup
     from egress_xds.policy.parse import parse_document
     from egress_xds.policy.yaml_tree import load_document
     from egress_xds.publish import PolicyPublisher
@@ -235,7 +236,7 @@ async def _serve(conn: Connection) -> None:
     cache = SnapshotCache(lambda node: None)
     publisher = PolicyPublisher(cache)
     publisher.publish(parse(changed=False))
-    key = ("default", "sidecar")
+    key = PolicyGroup("default", NodeMode.SIDECAR)
     snapshot = cache.get(key)
     if snapshot is None:
         raise RuntimeError(f"no snapshot for {key}: {cache.keys()}")

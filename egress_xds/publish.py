@@ -13,29 +13,27 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from egress_xds.policy.model import PolicySet
-from egress_xds.policy.node import Node, NodeMode, select_policy
+from egress_xds.policy.node import Node, NodeMode, PolicyGroup, select_policy
 from egress_xds.translate import translate
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.snapshot import Snapshot
 
 _log = logging.getLogger("egress_xds.publish")
 
-GroupKey = tuple[str, str]  # (policy name, node mode)
-
 
 @dataclass(frozen=True)
 class PublishReport:
     """What a publish did: groups whose snapshot changed, groups removed, streams moved, time spent."""
 
-    changed: tuple[GroupKey, ...]
+    changed: tuple[PolicyGroup, ...]
     removed: tuple[Hashable, ...]
     moved_streams: int
     build_seconds: float
 
 
-def group_key(policies: PolicySet, node: Node) -> GroupKey | None:
+def group_of(policies: PolicySet, node: Node) -> PolicyGroup | None:
     policy = select_policy(policies, node)
-    return (policy.name, node.mode.value) if policy is not None else None
+    return PolicyGroup(policy.name, node.mode) if policy is not None else None
 
 
 class PolicyPublisher:
@@ -47,11 +45,11 @@ class PolicyPublisher:
 
     def publish(self, policies: PolicySet) -> PublishReport:
         started = time.perf_counter()
-        snapshots: dict[GroupKey, Snapshot] = {}
+        snapshots: dict[PolicyGroup, Snapshot] = {}
         for policy in policies.policies:
             for mode in NodeMode:
                 resources = translate(policy, mode)
-                snapshots[(policy.name, mode.value)] = Snapshot(resources.by_type_url())
+                snapshots[PolicyGroup(policy.name, mode)] = Snapshot(resources.by_type_url())
         build_seconds = time.perf_counter() - started
         changed = tuple(key for key, snapshot in snapshots.items() if self.cache.set_snapshot(key, snapshot))
         existing = self.cache.keys()
@@ -60,7 +58,7 @@ class PolicyPublisher:
             self.cache.remove(key)
         moved = 0
         if _selection(policies) != _selection(self.policies):  # re-matching every stream is O(streams)
-            moved = self.cache.set_grouping(lambda node: group_key(policies, node))
+            moved = self.cache.set_grouping(lambda node: group_of(policies, node))
         self.policies = policies
         return PublishReport(changed, removed, moved, build_seconds)
 

@@ -6,6 +6,7 @@ Two tools, one rule: what stands before the `@` of anything URL-shaped is a cred
 - `redact_url_text` cleans free text (log lines, error messages, Envoy's NACK details) without knowing the secret:
   the userinfo of every URL-shaped word is replaced, with or without a scheme (`http://u:p@h`, `u:p@h:3128`,
   `user@host`). An e-mail address looks the same and is redacted too; text without `@` is never changed.
+  A scheme is kept only if it is one a proxy URL may carry (`http`, `https`, `socks5`, ...).
 - `redact_value` shows one field value (whose boundaries are known, so a password with spaces or quotes is
   covered too) in an error message: its userinfo replaced, and a URL that breaks off before its `@`
   (`http://alice:S3cret`) shown without what follows the host, since that may be the password.
@@ -21,11 +22,14 @@ SECRET_HEADERS = frozenset({"proxy-authorization", "authorization"})
 # How much of one value an error message quotes; the rest is elided (a 1 MB value is not worth reading twice).
 SHOWN_VALUE_CHARS = 120
 
-_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+# Only schemes a proxy URL may carry are kept in front of a redacted userinfo: any other word before `://` might
+# be part of a password (`Zq9x://y@proxy`), so it goes with the userinfo.
+_SCHEME = r"(?i:https?|socks[45][ah]?)://"
 # A word (up to whitespace) whose last `@` is followed by something host-like. The optional lead (quotes,
 # brackets) and scheme are kept only at the start of the word, so no part of a password can pass for them.
 _URL_USERINFO = re.compile(rf"(?<!\S)(?P<lead>[\"'(\[{{=]*(?:{_SCHEME})?)(?P<userinfo>\S+)@(?=[\w\[])")
 _VALUE_SCHEME = re.compile(rf"^\s*{_SCHEME}")
+_ANY_SCHEME = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r"[0-9]*")
 
 
@@ -47,10 +51,12 @@ def redact_value(value: str, *, url: bool = False) -> str:
 
     `url` says the value is meant to be a URL even without a scheme (a proxy URL): `alice:S3cret` is then
     taken for a URL cut short too."""
-    scheme_match = _VALUE_SCHEME.match(value)
+    scheme_match = _ANY_SCHEME.match(value)
     scheme = scheme_match.group(0) if scheme_match else ""
     rest = value[len(scheme) :]
     if "@" in rest:
+        # Only a proxy scheme is kept: any other word before `://` may be part of the password.
+        scheme = scheme if _VALUE_SCHEME.match(scheme) else ""
         rest = f"{REDACTED}@{rest.rpartition('@')[2]}"
     elif (scheme or url) and not _authority_is_host_port(rest):
         rest = _cut_after_host(rest)  # `http://alice:S3cret`: what follows the ':' may be the start of a password

@@ -14,8 +14,8 @@ def policy_summary(policy: EgressPolicy) -> admin_pb2.PolicySummary:
         name=policy.name,
         source=policy.source,
         nodes=selector_text(policy.selector),
-        http_proxy=policy.http_proxy or "",
-        https_proxy=policy.https_proxy or "",
+        http_proxy=policy.http_proxy.name if policy.http_proxy is not None else "",
+        https_proxy=policy.https_proxy.name if policy.https_proxy is not None else "",
         no_proxy=[str(entry) for entry in policy.no_proxy.entries],
         raw_tcp=policy.raw_tcp.value,
         standalone_listeners=[

@@ -18,6 +18,7 @@ from egress_xds.admin.reloads import ADMIN, ReloadAttempt
 from egress_xds.admin.state import DebugState
 from egress_xds.admin.sync import expected_set, group_labels, snapshot_of, stream_sync
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
+from egress_xds.policy.node import PolicyGroup
 from egress_xds.scrub import SecretScrubber
 from egress_xds.xds.registry import StreamRecord
 from egress_xds.xds.snapshot import PreparedResource
@@ -97,10 +98,10 @@ class AdminService:
             snapshot = cache.get(key)
             if snapshot is None:
                 continue
-            policy, mode = key if isinstance(key, tuple) and len(key) == 2 else (str(key), "")
+            policy, mode = (key.policy, key.mode.value) if isinstance(key, PolicyGroup) else (str(key), "")
             response.snapshots.append(
                 admin_pb2.SnapshotSummary(
-                    policy=str(policy), mode=str(mode), versions=dict(snapshot.versions), streams=streams.get(key, 0)
+                    policy=policy, mode=mode, versions=dict(snapshot.versions), streams=streams.get(key, 0)
                 )
             )
         return response

@@ -21,6 +21,7 @@ import enum
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
+from egress_xds.policy.node import PolicyGroup
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRecord, TypeStatus
 from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
@@ -158,10 +159,10 @@ def _resource_state(
 
 
 def group_labels(group: Hashable | None, record: StreamRecord) -> tuple[str, str]:
-    """(policy name, mode) of a stream's group. Groups made by `publish` are `(policy, mode)`; other producers
+    """(policy name, mode) of a stream's group. Groups made by `publish` are `PolicyGroup`s; other producers
     (tests, future sources) may use any key, shown as text. No group: no policy selects the node."""
-    if isinstance(group, tuple) and len(group) == 2 and all(isinstance(part, str) for part in group):
-        return group[0], group[1]
+    if isinstance(group, PolicyGroup):
+        return group.policy, group.mode.value
     if group is None:
         return "", record.node.mode.value
     return str(group), record.node.mode.value

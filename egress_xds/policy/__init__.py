@@ -3,7 +3,8 @@
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import (
     Action,
-    ActionKind,
+    Deny,
+    Direct,
     EgressPolicy,
     PolicySet,
     Proxy,
@@ -11,14 +12,16 @@ from egress_xds.policy.model import (
     RawTcpMode,
     Rule,
     Scheme,
+    ViaProxy,
 )
 from egress_xds.policy.node import Node, NodeMode, select_policy
 
 __all__ = [
     "Action",
-    "ActionKind",
     "ConfigError",
     "ConfigIssue",
+    "Deny",
+    "Direct",
     "EgressPolicy",
     "Node",
     "NodeMode",
@@ -28,5 +31,6 @@ __all__ = [
     "RawTcpMode",
     "Rule",
     "Scheme",
+    "ViaProxy",
     "select_policy",
 ]

@@ -1,10 +1,12 @@
 """The egress policy model: immutable values built by the parser, read by the translator.
 
-Everything here is validated already; the translator never has to second-guess a value.
+Everything here is validated and resolved already: a rule's action holds the proxy itself, not its name, so the
+translator never looks a name up and never has to second-guess a value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -76,23 +78,40 @@ class Proxy:
         return f"{self.scheme.value}://{self.endpoints[0]}"
 
 
-class ActionKind(enum.Enum):
-    PROXY = "proxy"
-    DIRECT = "direct"
-    DENY = "deny"
+@dataclass(frozen=True)
+class Direct:
+    """To the original destination, without a proxy."""
+
+    def __str__(self) -> str:
+        return "direct"
 
 
 @dataclass(frozen=True)
-class Action:
-    kind: ActionKind
-    proxy: str | None = None  # the proxy name when kind is PROXY
+class Deny:
+    """Refused: a TLS or TCP connection is closed, plain HTTP is answered 403."""
 
     def __str__(self) -> str:
-        return f"proxy {self.proxy}" if self.kind is ActionKind.PROXY else self.kind.value
+        return "deny"
 
 
-DIRECT = Action(ActionKind.DIRECT)
-DENY = Action(ActionKind.DENY)
+@dataclass(frozen=True)
+class ViaProxy:
+    """Through this proxy: a CONNECT tunnel, or plain HTTP in absolute form."""
+
+    proxy: Proxy
+
+    def __str__(self) -> str:
+        return f"proxy {self.proxy.name}"
+
+
+Action = Direct | Deny | ViaProxy
+DIRECT = Direct()
+DENY = Deny()
+
+
+def proxy_or_direct(proxy: Proxy | None) -> Action:
+    """Where a default (httpProxy, httpsProxy) sends traffic: its proxy, or direct when it is unset."""
+    return ViaProxy(proxy) if proxy is not None else DIRECT
 
 
 @dataclass(frozen=True)
@@ -171,10 +190,13 @@ class ExplicitListener:
 
 @dataclass(frozen=True)
 class ForwardProxyListener:
-    """Standalone node: a local HTTP proxy applications can use; Envoy adds the corporate credentials."""
+    """Standalone node: a local HTTP proxy applications can use; Envoy adds the corporate credentials. Plain
+    HTTP goes to `http_proxy`, CONNECT requests to `https_proxy` (each falls back to the other when unset)."""
 
     listen_host: str
     listen_port: int
+    http_proxy: Proxy
+    https_proxy: Proxy
 
 
 @dataclass(frozen=True)
@@ -185,12 +207,13 @@ class Standalone:
 
 @dataclass(frozen=True)
 class EgressPolicy:
-    """One effective policy. `http_proxy`/`https_proxy` are proxy names (None means direct)."""
+    """One effective policy. `proxies` holds every proxy by name; the defaults and every action refer to those
+    same objects (`http_proxy`/`https_proxy` None means direct)."""
 
     name: str
     proxies: Mapping[str, Proxy]
-    http_proxy: str | None
-    https_proxy: str | None
+    http_proxy: Proxy | None
+    https_proxy: Proxy | None
     no_proxy: NoProxy
     rules: tuple[Rule, ...] = ()
     raw_tcp: RawTcpMode = RawTcpMode.TUNNEL
@@ -207,3 +230,36 @@ class PolicySet:
     """All policies a server holds, in order; a node gets the first whose selector matches it."""
 
     policies: tuple[EgressPolicy, ...]
+
+
+def replace_proxies(policy: EgressPolicy, replacements: Mapping[str, Proxy]) -> EgressPolicy:
+    """The policy with some proxies replaced by name (e.g. credentials from a Kubernetes Secret), every
+    reference to them (defaults, rules, standalone listeners) following."""
+
+    def resolved(proxy: Proxy) -> Proxy:
+        return replacements.get(proxy.name, proxy)
+
+    def resolved_action(action: Action) -> Action:
+        return ViaProxy(resolved(action.proxy)) if isinstance(action, ViaProxy) else action
+
+    standalone = policy.standalone
+    forward = standalone.forward_proxy
+    if forward is not None:
+        forward = dataclasses.replace(
+            forward, http_proxy=resolved(forward.http_proxy), https_proxy=resolved(forward.https_proxy)
+        )
+    return dataclasses.replace(
+        policy,
+        proxies={name: resolved(proxy) for name, proxy in policy.proxies.items()},
+        http_proxy=resolved(policy.http_proxy) if policy.http_proxy is not None else None,
+        https_proxy=resolved(policy.https_proxy) if policy.https_proxy is not None else None,
+        rules=tuple(dataclasses.replace(rule, action=resolved_action(rule.action)) for rule in policy.rules),
+        standalone=Standalone(
+            tuple(dataclasses.replace(item, action=resolved_action(item.action)) for item in standalone.listeners),
+            dataclasses.replace(
+                forward, http_proxy=resolved(forward.http_proxy), https_proxy=resolved(forward.https_proxy)
+            )
+            if forward is not None
+            else None,
+        ),
+    )

@@ -42,6 +42,17 @@ class Node:
             return NodeMode.SIDECAR
 
 
+@dataclass(frozen=True)
+class PolicyGroup:
+    """The nodes that share one snapshot: those one policy selects, in one mode (the cache's group key)."""
+
+    policy: str
+    mode: NodeMode
+
+    def __str__(self) -> str:
+        return f"{self.policy}/{self.mode.value}"
+
+
 def selector_matches(selector: NodeSelector, node: Node) -> bool:
     if not fnmatch.fnmatchcase(node.id, selector.id_glob):
         return False

@@ -44,7 +44,6 @@ from egress_xds.policy.model import (
     DENY,
     DIRECT,
     Action,
-    ActionKind,
     Credentials,
     EgressPolicy,
     ExplicitListener,
@@ -58,6 +57,7 @@ from egress_xds.policy.model import (
     Rule,
     Scheme,
     Standalone,
+    ViaProxy,
 )
 from egress_xds.policy.no_proxy import NoProxy, parse_no_proxy
 from egress_xds.policy.proxy_url import ProxyUrlError, basic_credentials, parse_proxy_url
@@ -235,8 +235,8 @@ def _parse_policy(
     return EgressPolicy(
         name=name,
         proxies=proxies,
-        http_proxy=http_proxy,
-        https_proxy=https_proxy,
+        http_proxy=proxies[http_proxy] if http_proxy is not None else None,
+        https_proxy=proxies[https_proxy] if https_proxy is not None else None,
         no_proxy=no_proxy,
         rules=tuple(rules),
         raw_tcp=raw_tcp,
@@ -600,7 +600,7 @@ def _parse_action(context: _Context, value: Any, path: FieldPath, proxies: Mappi
             known = ", ".join(sorted(proxies)) or "none defined"
             context.error((*path, "proxy"), f"unknown proxy {describe(name)} (defined: {known})")
             return None
-        return Action(ActionKind.PROXY, name)
+        return ViaProxy(proxies[name])
     context.error(path, f"expected direct, deny or {{proxy: NAME}}, got {describe(value)}")
     return None
 
@@ -697,10 +697,11 @@ def _parse_standalone(
         forward_fields = context.mapping(fields["forwardProxy"], (*path, "forwardProxy"), FORWARD_PROXY_KEYS)
         if forward_fields is not None:
             listen = _parse_listen(context, forward_fields.get("listen"), (*path, "forwardProxy", "listen"))
-            if listen is not None:
-                forward_proxy = ForwardProxyListener(*listen)
-            if https_proxy is None and http_proxy is None:
+            plain, tunnels = http_proxy or https_proxy, https_proxy or http_proxy  # each falls back to the other
+            if plain is None or tunnels is None:
                 context.error((*path, "forwardProxy"), "a forward proxy needs httpProxy or httpsProxy to be set")
+            elif listen is not None:
+                forward_proxy = ForwardProxyListener(*listen, http_proxy=proxies[plain], https_proxy=proxies[tunnels])
     addresses = [(listener.listen_host, listener.listen_port) for listener in listeners]
     if forward_proxy is not None:
         addresses.append((forward_proxy.listen_host, forward_proxy.listen_port))
@@ -725,7 +726,7 @@ def _parse_explicit_listener(
     if "action" in fields:
         action = _parse_action(context, fields["action"], (*path, "action"), proxies)
     elif https_proxy is not None:
-        action = Action(ActionKind.PROXY, https_proxy)
+        action = ViaProxy(proxies[https_proxy])
     else:
         action = DIRECT
     if name is None or listen is None or target is None or action is None:

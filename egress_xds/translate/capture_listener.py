@@ -20,7 +20,7 @@ from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import O
 from envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2 import TlsInspector
 from google.protobuf.message import Message
 
-from egress_xds.policy.model import Action, ActionKind, EgressPolicy, Rule
+from egress_xds.policy.model import Action, Deny, EgressPolicy, Rule, ViaProxy
 from egress_xds.translate import chain_matcher, names
 from egress_xds.translate.decisions import (
     Decision,
@@ -88,7 +88,7 @@ def _stream_entries(
     """Entries for TLS / raw TCP streams matching `conditions` (none: everything). A tunnel is opened to the SNI
     when the client sent one, else to the destination address."""
     entries: list[Entry] = []
-    if action.kind is ActionKind.PROXY:
+    if isinstance(action, ViaProxy):
         with_name = chain_matcher.all_of([*conditions, chain_matcher.has_server_name()])
         entries.append((with_name, _action_chain(policy, action, chains, True), origin))
     entries.append((chain_matcher.all_of(conditions), _action_chain(policy, action, chains, False), origin))
@@ -101,21 +101,20 @@ def _needs_http_chain(decision: Decision, earlier_domain_decisions: list[Decisio
     domains before NO_PROXY CIDRs are all `direct`: no chain, so LDS does not grow with domains x CIDRs.)"""
     if decision.untouched:
         return False
-    if decision.action.kind is ActionKind.PROXY:
+    if isinstance(decision.action, ViaProxy):
         return True
     return any(earlier.action != decision.action for earlier in earlier_domain_decisions)
 
 
 def _action_chain(policy: EgressPolicy, action: Action, chains: dict[str, FilterChain], by_name: bool) -> str:
     """The filter chain for TLS / raw TCP with this action, created on first use."""
-    if action.kind is ActionKind.PROXY:
-        assert action.proxy is not None
-        name = names.tunnel_chain(action.proxy, by_name=by_name)
+    if isinstance(action, ViaProxy):
+        name = names.tunnel_chain(action.proxy.name, by_name=by_name)
         if name not in chains:
             target = TARGET_BY_NAME if by_name else TARGET_BY_ADDRESS
-            chains[name] = FilterChain(name=name, filters=[tunnel_filter(policy.proxies[action.proxy], target, name)])
+            chains[name] = FilterChain(name=name, filters=[tunnel_filter(action.proxy, target, name)])
         return name
-    if action.kind is ActionKind.DENY:
+    if isinstance(action, Deny):
         chains.setdefault(names.DENY_CHAIN, _cluster_chain(names.DENY_CHAIN, names.DENY_CLUSTER))
         return names.DENY_CHAIN
     chains.setdefault(names.PASSTHROUGH_CHAIN, _cluster_chain(names.PASSTHROUGH_CHAIN, names.PASSTHROUGH_CLUSTER))

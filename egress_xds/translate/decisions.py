@@ -11,7 +11,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from egress_xds.policy.destinations import DomainPattern
-from egress_xds.policy.model import DENY, DIRECT, Action, ActionKind, EgressPolicy, RawTcpMode, Rule
+from egress_xds.policy.model import DENY, DIRECT, Action, EgressPolicy, RawTcpMode, Rule, proxy_or_direct
 
 LOOPBACK_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -60,10 +60,6 @@ def ordered_decisions(policy: EgressPolicy) -> tuple[Decision, ...]:
     if policy.no_proxy.everything:
         decisions.append(Decision(Rule("noProxy *", (), (), (), DIRECT), "noProxy entry '*'"))
     return tuple(decisions)
-
-
-def proxy_or_direct(proxy: str | None) -> Action:
-    return Action(ActionKind.PROXY, proxy) if proxy is not None else DIRECT
 
 
 def default_tls_action(policy: EgressPolicy) -> Action:

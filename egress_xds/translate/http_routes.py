@@ -31,7 +31,7 @@ from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import BoolValue
 
 from egress_xds.policy.destinations import DomainPattern
-from egress_xds.policy.model import Action, ActionKind, EgressPolicy
+from egress_xds.policy.model import Action, Deny, EgressPolicy, ViaProxy
 from egress_xds.translate import names
 from egress_xds.translate.access_log import request_log
 from egress_xds.translate.decisions import Decision
@@ -106,16 +106,15 @@ def _match(authority: HeaderMatcher | None, *, connect: bool) -> RouteMatch:
 
 def _route(policy: EgressPolicy, action: Action, match: RouteMatch, origin: str) -> Route:
     route = Route(name=origin, match=match)
-    if action.kind is ActionKind.DENY:
+    if isinstance(action, Deny):
         body = DataSource(inline_string=f"egress-xds: denied by policy ({origin})\n")
         route.direct_response.CopyFrom(DirectResponseAction(status=DENIED_STATUS, body=body))
         return route
-    if action.kind is ActionKind.PROXY:
-        assert action.proxy is not None
-        proxy = policy.proxies[action.proxy]
+    if isinstance(action, ViaProxy):
+        proxy = action.proxy
         route.route.CopyFrom(RouteAction(cluster=names.proxy_http_cluster(proxy.name), timeout=milliseconds(0)))
         if proxy.credentials is not None:
-            route.request_headers_to_add.append(proxy_authorization_header(proxy))
+            route.request_headers_to_add.append(proxy_authorization_header(proxy.credentials))
     else:
         route.route.CopyFrom(RouteAction(cluster=names.PASSTHROUGH_CLUSTER, timeout=milliseconds(0)))
     if match.HasField("connect_matcher"):

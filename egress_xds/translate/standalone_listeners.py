@@ -14,9 +14,9 @@ from envoy.config.core.v3.base_pb2 import TrafficDirection
 from envoy.config.listener.v3.listener_components_pb2 import Filter, FilterChain
 from envoy.config.listener.v3.listener_pb2 import Listener
 
-from egress_xds.policy.model import ActionKind, EgressPolicy, ExplicitListener
+from egress_xds.policy.model import Deny, Direct, EgressPolicy, ExplicitListener, ViaProxy
 from egress_xds.translate import clusters, names
-from egress_xds.translate.decisions import ordered_decisions, proxy_or_direct
+from egress_xds.translate.decisions import ordered_decisions
 from egress_xds.translate.http_routes import connection_manager
 from egress_xds.translate.tcp_proxy import cluster_filter, tunnel_filter
 
@@ -27,10 +27,9 @@ def explicit_listener(policy: EgressPolicy, spec: ExplicitListener) -> tuple[Lis
     target = f"{_bracketed(spec.target_host)}:{spec.target_port}"
     direct_cluster = None
     network_filter: Filter
-    if spec.action.kind is ActionKind.PROXY:
-        assert spec.action.proxy is not None
-        network_filter = tunnel_filter(policy.proxies[spec.action.proxy], target, name)
-    elif spec.action.kind is ActionKind.DENY:
+    if isinstance(spec.action, ViaProxy):
+        network_filter = tunnel_filter(spec.action.proxy, target, name)
+    elif isinstance(spec.action, Deny):
         network_filter = cluster_filter(names.DENY_CLUSTER, name)
     else:
         cluster_name = names.direct_target_cluster(spec.name)
@@ -47,21 +46,18 @@ def forward_proxy_listener(policy: EgressPolicy) -> Listener | None:
     spec = policy.standalone.forward_proxy
     if spec is None:
         return None
-    http_proxy = policy.http_proxy or policy.https_proxy
-    https_proxy = policy.https_proxy or policy.http_proxy
-    assert http_proxy is not None and https_proxy is not None  # the parser requires one of them
     domain_decisions = [
         decision
         for decision in ordered_decisions(policy)
-        if decision.rule.domains and not decision.untouched and decision.action.kind is not ActionKind.DIRECT
+        if decision.rule.domains and not decision.untouched and not isinstance(decision.action, Direct)
     ]
     manager = connection_manager(
         policy,
         names.FORWARD_PROXY_LISTENER,
         domain_decisions,
-        proxy_or_direct(http_proxy),
+        ViaProxy(spec.http_proxy),
         "default: httpProxy",
-        connect_fallback=proxy_or_direct(https_proxy),
+        connect_fallback=ViaProxy(spec.https_proxy),
     )
     chain = FilterChain(name=names.FORWARD_PROXY_LISTENER, filters=[manager])
     return _listener(names.FORWARD_PROXY_LISTENER, spec.listen_host, spec.listen_port, chain)

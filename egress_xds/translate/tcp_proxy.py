@@ -7,7 +7,7 @@ from envoy.config.listener.v3.listener_components_pb2 import Filter
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
 from google.protobuf.wrappers_pb2 import UInt32Value
 
-from egress_xds.policy.model import Proxy
+from egress_xds.policy.model import Credentials, Proxy
 from egress_xds.translate import names
 from egress_xds.translate.access_log import connection_log
 from egress_xds.translate.protobuf import typed
@@ -27,7 +27,7 @@ def tunnel_filter(proxy: Proxy, target: str, stat_prefix: str) -> Filter:
     tcp_proxy = TcpProxy(stat_prefix=stat_prefix, cluster=names.proxy_connect_cluster(proxy.name))
     tcp_proxy.tunneling_config.hostname = target
     if proxy.credentials is not None:
-        tcp_proxy.tunneling_config.headers_to_add.append(proxy_authorization_header(proxy))
+        tcp_proxy.tunneling_config.headers_to_add.append(proxy_authorization_header(proxy.credentials))
     if len(proxy.endpoints) > 1:
         # Until the health check has marked a dead primary, a second attempt lands on the failover endpoint.
         tcp_proxy.max_connect_attempts.CopyFrom(UInt32Value(value=2))
@@ -42,9 +42,8 @@ def cluster_filter(cluster: str, stat_prefix: str) -> Filter:
     return Filter(name=TCP_PROXY_FILTER, typed_config=typed(tcp_proxy))
 
 
-def proxy_authorization_header(proxy: Proxy) -> HeaderValueOption:
-    assert proxy.credentials is not None
+def proxy_authorization_header(credentials: Credentials) -> HeaderValueOption:
     return HeaderValueOption(
-        header=HeaderValue(key=PROXY_AUTHORIZATION, value=proxy.credentials.header_value),
+        header=HeaderValue(key=PROXY_AUTHORIZATION, value=credentials.header_value),
         append_action=HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
     )

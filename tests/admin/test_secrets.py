@@ -21,7 +21,7 @@ from egress_xds.admin.redact_resources import redacted_any
 from egress_xds.admin.v1 import admin_pb2
 from egress_xds.logs import JsonFormatter, SecretFilter
 from egress_xds.policy.model import PolicySet
-from egress_xds.policy.node import NodeMode
+from egress_xds.policy.node import NodeMode, PolicyGroup
 from egress_xds.publish import PolicyPublisher
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.file import load_policy_file
@@ -112,7 +112,7 @@ async def test_csds_admin_and_metrics_never_show_credentials(
     policies[0] = policy_set
     publisher = PolicyPublisher(debug.cache)
     publisher.publish(policy_set)
-    debug.cache.set_grouping(lambda node: ("default", node.mode.value))
+    debug.cache.set_grouping(lambda node: PolicyGroup("default", node.mode))
     client = debug.sotw("leaky", group=None, mode="standalone")
     await client.send(LDS, [])
     response = await client.recv()

@@ -59,12 +59,12 @@ class RunningSource:
         policy = self.policy_for(namespace, **labels)
         if policy is None or policy.https_proxy is None:
             return None
-        return str(policy.proxies[policy.https_proxy].endpoints[0])
+        return str(policy.https_proxy.endpoints[0])
 
     def header_of(self, namespace: str | None = None, **labels: str) -> str | None:
         policy = self.policy_for(namespace, **labels)
         assert policy is not None and policy.https_proxy is not None
-        credentials = policy.proxies[policy.https_proxy].credentials
+        credentials = policy.https_proxy.credentials
         return credentials.header_value if credentials is not None else None
 
 

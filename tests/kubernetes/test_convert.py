@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from egress_xds.policy.errors import ConfigError
-from egress_xds.policy.model import SelectorOperator
+from egress_xds.policy.model import SelectorOperator, ViaProxy
 from egress_xds.policy.node import Node, selector_matches
 from egress_xds.policy.proxy_url import basic_credentials
 from egress_xds.sources.kubernetes.api import GROUP, VERSION, Kind, ResourceRef, SecretKey
@@ -97,7 +97,7 @@ def test_the_file_format_keys_become_a_policy_with_secret_credentials() -> None:
     )
     policy = convert(REF, resource)
     assert policy.name == "egressproxy/payments/corp" and policy.source == "EgressProxy payments/corp"
-    proxy = policy.proxies[policy.https_proxy or ""]
+    proxy = policy.https_proxy
     assert proxy.credentials == basic_credentials("alice", "pa55word")
     assert [entry.raw for entry in policy.no_proxy.entries] == ["10.0.0.0/8", ".svc", ".cluster.local"]
     assert [rule.name for rule in policy.rules] == ["db"]
@@ -123,13 +123,13 @@ def test_match_expressions_and_the_cluster_kind_requires_a_namespace() -> None:
     )
     assert not selector_matches(policy.selector, Node("p", {"namespace": "any"}))
     assert not selector_matches(policy.selector, Node("vm-1", {"labels.app": "x"}))
-    assert policy.proxies[policy.https_proxy or ""].credentials == basic_credentials("svc", "pw")
+    assert policy.https_proxy.credentials == basic_credentials("svc", "pw")
     assert referenced_secrets(CLUSTER_REF, stored(resource)) == {("egress-xds", "cluster-creds")}
 
 
 def test_a_full_proxy_authorization_value() -> None:
     policy = convert(REF, egress_proxy("corp", "payments", httpsProxy=PROXY, credentialsSecretRef={"name": "bearer"}))
-    credentials = policy.proxies[policy.https_proxy or ""].credentials
+    credentials = policy.https_proxy.credentials
     assert credentials is not None and credentials.header_value == "Bearer abc"
 
 
@@ -150,7 +150,7 @@ def test_an_egress_proxy_reads_secrets_of_its_own_namespace_only() -> None:
     )
     assert referenced_secrets(REF, stored(resource, "spec.credentialsSecretRef.namespace")) == {("payments", "creds")}
     policy = convert(REF, resource, "spec.credentialsSecretRef.namespace")
-    assert policy.proxies[policy.https_proxy or ""].credentials == basic_credentials("alice", "pa55word")
+    assert policy.https_proxy.credentials == basic_credentials("alice", "pa55word")
 
 
 def test_every_problem_is_reported_with_its_spec_path() -> None:
@@ -252,3 +252,20 @@ def test_a_secret_whose_data_is_not_a_mapping_is_an_issue_not_a_crash(shape: dic
     with pytest.raises(ConfigError) as caught:
         policy_from_resource(REF, stored(resource), {("payments", "odd"): shape})
     assert "spec.credentialsSecretRef: Secret payments/odd: expected" in str(caught.value)
+
+
+def test_secret_credentials_reach_every_reference_to_the_proxy() -> None:
+    """The model is resolved (a rule holds its proxy, not a name): the credentials from a Secret must reach the
+    rules and the defaults that use the proxy, not only `proxies`, or a rule's tunnel would go without them."""
+    resource = egress_proxy(
+        "corp",
+        "payments",
+        httpsProxy="partner",
+        proxies={"partner": {"url": "http://10.0.0.2:3128", "credentialsSecretRef": {"name": "creds"}}},
+        rules=[{"domains": ["api.partner.example"], "action": "proxy", "proxy": "partner"}],
+    )
+    policy = convert(REF, resource)
+    (rule,) = policy.rules
+    assert isinstance(rule.action, ViaProxy)
+    assert rule.action.proxy is policy.proxies["partner"] is policy.https_proxy
+    assert rule.action.proxy.credentials == basic_credentials("alice", "pa55word")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from egress_xds.policy import NodeMode
 from egress_xds.policy.errors import ConfigError
 from egress_xds.policy.keys import SPEC_POLICY_KEYS
-from egress_xds.policy.model import EgressPolicy, NodeSelector
+from egress_xds.policy.model import EgressPolicy, NodeSelector, replace_proxies
 from egress_xds.policy.parse import parse_document
 from egress_xds.policy.yaml_tree import LocatedDocument
 from egress_xds.sources.kubernetes.api import Kind, ResourceRef, SecretKey
@@ -169,8 +169,8 @@ def _admissible(body: dict[str, Any]) -> dict[str, Any]:
 
 def _comparable(policy: EgressPolicy) -> EgressPolicy:
     """What the file and the resource must agree on: all but the name, source, selector and credentials."""
-    proxies = {name: dataclasses.replace(proxy, credentials=None) for name, proxy in policy.proxies.items()}
-    return dataclasses.replace(policy, name="", source="", selector=NodeSelector(), proxies=proxies)
+    without = {name: dataclasses.replace(proxy, credentials=None) for name, proxy in policy.proxies.items()}
+    return dataclasses.replace(replace_proxies(policy, without), name="", source="", selector=NodeSelector())
 
 
 @given(st.sampled_from(REFS), policy_bodies([]))

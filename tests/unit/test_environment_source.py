@@ -84,7 +84,7 @@ def test_warnings_are_config_issues() -> None:
 def test_a_proxy_without_a_scheme_is_read_as_http_as_go_does(value: str, shown: str, host: str, port: int) -> None:
     loaded = load_environment_policy({"https_proxy": value, "NO_PROXY": ".svc"})
     (policy,) = loaded.policies.policies
-    proxy = policy.proxies[policy.https_proxy or ""]
+    proxy = policy.https_proxy
     assert (proxy.scheme.value, proxy.endpoints[0].host, proxy.endpoints[0].port) == ("http", host, port)
     assert [str(warning) for warning in loaded.warnings] == [
         f"environment: https_proxy: no scheme: read as {shown}, as Go's httpproxy does "
@@ -95,7 +95,7 @@ def test_a_proxy_without_a_scheme_is_read_as_http_as_go_does(value: str, shown: 
 def test_credentials_of_a_value_without_a_scheme_are_used_and_never_shown() -> None:
     loaded = load_environment_policy({"HTTP_PROXY": "alice:pw@proxy.corp:3128", "HTTPS_PROXY": "http://10.0.0.1:1"})
     (policy,) = loaded.policies.policies
-    credentials = policy.proxies[policy.http_proxy or ""].credentials
+    credentials = policy.http_proxy.credentials
     assert credentials is not None and credentials.username == "alice"
     assert [warning.path for warning in loaded.warnings] == ["HTTP_PROXY"]
     assert "alice" not in str(loaded.warnings) and "pw" not in str(loaded.warnings)

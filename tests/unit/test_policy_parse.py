@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from egress_xds.policy import ActionKind, ConfigError, Node, RawTcpMode, Scheme, select_policy
+from egress_xds.policy import ConfigError, Deny, Node, RawTcpMode, Scheme, ViaProxy, select_policy
 from egress_xds.policy.destinations import DomainPattern
+from egress_xds.policy.model import replace_proxies
+from egress_xds.policy.parse import parse_document
+from egress_xds.policy.proxy_url import basic_credentials
+from egress_xds.policy.yaml_tree import LocatedDocument
 from egress_xds.sources.environment import policy_from_environment
 from egress_xds.sources.file import load_policy_file
 
@@ -36,8 +41,8 @@ def test_minimal_form_uses_the_istio_field_names(tmp_path: Path) -> None:
         """,
     )
     (policy,) = load_policy_file(path).policies
-    assert policy.http_proxy == "http-proxy"
-    assert policy.https_proxy == "https-proxy"
+    assert policy.http_proxy is policy.proxies["http-proxy"]
+    assert policy.https_proxy is policy.proxies["https-proxy"]
     https = policy.proxies["https-proxy"]
     assert https.scheme is Scheme.HTTP
     assert (https.endpoints[0].host, https.endpoints[0].port) == ("proxy.corp.test", 3128)
@@ -61,7 +66,7 @@ def test_a_url_without_port_uses_the_scheme_default(tmp_path: Path) -> None:
 def test_the_same_url_for_http_and_https_is_one_proxy(tmp_path: Path) -> None:
     path = write(tmp_path, "httpProxy: http://10.0.0.1:3128\nhttpsProxy: http://10.0.0.1:3128\n")
     (policy,) = load_policy_file(path).policies
-    assert policy.http_proxy == policy.https_proxy == "http-proxy"
+    assert policy.http_proxy is policy.https_proxy is policy.proxies["http-proxy"]
     assert list(policy.proxies) == ["http-proxy"]
 
 
@@ -114,10 +119,10 @@ def test_full_form(tmp_path: Path) -> None:
     github, network, evil = policy.rules
     assert github.domains == (DomainPattern.subdomains_of("github.com"), DomainPattern.exact("github.com"))
     assert github.ports == (443,)
-    assert github.action.kind is ActionKind.PROXY and github.action.proxy == "lab"
+    assert isinstance(github.action, ViaProxy) and github.action.proxy is policy.proxies["lab"]
     assert network.cidrs == (ipaddress.ip_network("192.0.2.0/24"),)
     assert network.name == "rule 2"
-    assert evil.action.kind is ActionKind.DENY
+    assert isinstance(evil.action, Deny)
     assert evil.domains == (DomainPattern.subdomains_of("evil.test"),)
     assert select_policy(load_policy_file(path), Node("sidecar-1", {"namespace": "payments"})) == policy
     assert select_policy(load_policy_file(path), Node("sidecar-1", {"namespace": "web"})) is None
@@ -174,7 +179,7 @@ def test_several_policies_chosen_by_node(tmp_path: Path) -> None:
 def test_json_is_accepted(tmp_path: Path) -> None:
     path = write(tmp_path, '{"httpsProxy": "http://10.0.0.1:3128", "noProxy": ["a.test"]}', "policy.json")
     (policy,) = load_policy_file(path).policies
-    assert policy.https_proxy == "https-proxy"
+    assert policy.https_proxy is policy.proxies["https-proxy"]
 
 
 BAD_INPUTS = [
@@ -274,3 +279,33 @@ def test_environment_source_prefers_upper_case_and_names_the_variable() -> None:
     assert "HTTPS_PROXY: unsupported scheme 'ftp'" in str(caught.value)
     with pytest.raises(ConfigError, match="neither HTTP_PROXY nor HTTPS_PROXY"):
         policy_from_environment({})
+
+
+def test_replace_proxies_reaches_every_reference() -> None:
+    """A resolved model holds proxies in several places; replacing one by name must reach all of them."""
+    document = {
+        "proxies": {"corp": "http://10.0.0.1:3128"},
+        "httpProxy": "corp",
+        "httpsProxy": "corp",
+        "rules": [{"domains": ["a.example"], "action": {"proxy": "corp"}}],
+        "standalone": {
+            "listeners": [{"name": "api", "listen": "127.0.0.1:10443", "target": "api.example:443"}],
+            "forwardProxy": {"listen": "127.0.0.1:3129"},
+        },
+    }
+    (policy,) = parse_document(LocatedDocument("policy.yaml", document)).policies
+    new = dataclasses.replace(policy.proxies["corp"], credentials=basic_credentials("u", "p"))
+    replaced = replace_proxies(policy, {"corp": new})
+    forward = replaced.standalone.forward_proxy
+    assert forward is not None
+    (rule,) = replaced.rules
+    (listener,) = replaced.standalone.listeners
+    held = [
+        replaced.proxies["corp"],
+        replaced.http_proxy,
+        replaced.https_proxy,
+        forward.http_proxy,
+        forward.https_proxy,
+    ]
+    assert isinstance(rule.action, ViaProxy) and isinstance(listener.action, ViaProxy)
+    assert all(proxy is new for proxy in [*held, rule.action.proxy, listener.action.proxy])

@@ -15,7 +15,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from egress_xds.policy.errors import ConfigError
-from egress_xds.redact import REDACTED
+from egress_xds.redact import REDACTED, redact_value
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.environment import load_environment_policy
 from egress_xds.sources.file import load_policy_file
@@ -164,10 +164,27 @@ def test_scrubber_leaves_ordinary_text_alone(text: str) -> None:
         ("user@[fd00::1]:3128", "<redacted>@[fd00::1]:3128"),
         ("proxy http://u:p@ss/w@rd@proxy:3128.", "proxy http://<redacted>@proxy:3128."),
         ("already '<redacted>@proxy:3128'", "already '<redacted>@proxy:3128'"),
+        # A password holding `://`: the word before it is no proxy scheme, so it may be part of the password.
+        ("got 'pw1://x@proxy'", "got '<redacted>@proxy'"),
+        ("SOCKS5H://u:p@proxy", "SOCKS5H://<redacted>@proxy"),
     ],
 )
 def test_scrubber_url_shapes(text: str, expected: str) -> None:
     assert SecretScrubber().scrub(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("pw1://x@proxy", "<redacted>@proxy"),
+        ("ftp://a:b@h", "<redacted>@h"),
+        ("https://a:b@h:1", "https://<redacted>@h:1"),
+        ("ftp://alice:S3cret", "ftp://alice:<redacted>"),
+        ("ftp://host:21", "ftp://host:21"),
+    ],
+)
+def test_a_quoted_value_keeps_only_a_proxy_scheme(value: str, expected: str) -> None:
+    assert redact_value(value) == expected
 
 
 def test_a_proxy_url_cut_short_without_scheme_is_not_quoted(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from egress_xds.policy.model import (
     MetadataRequirement,
     NodeSelector,
     SelectorOperator,
+    replace_proxies,
 )
 from egress_xds.policy.node import LABEL_METADATA_PREFIX, NAMESPACE_METADATA_KEY
 from egress_xds.policy.parse import parse_document
@@ -82,11 +83,13 @@ def policy_from_resource(
             issues.add(f"spec.{issue.path}" if issue.path else "spec", issue.message)
     if issues.items or policy is None:
         raise ConfigError(issues.items)
-    proxies = {}
-    for name, proxy in policy.proxies.items():
-        credentials = proxy_credentials.get(name) or default_credentials
-        proxies[name] = dataclasses.replace(proxy, credentials=credentials) if credentials is not None else proxy
-    return dataclasses.replace(policy, name=ref.policy_name, proxies=proxies, selector=selector, source=str(ref))
+    with_credentials = {
+        name: dataclasses.replace(proxy, credentials=credentials)
+        for name, proxy in policy.proxies.items()
+        if (credentials := proxy_credentials.get(name) or default_credentials) is not None
+    }
+    policy = replace_proxies(policy, with_credentials)
+    return dataclasses.replace(policy, name=ref.policy_name, selector=selector, source=str(ref))
 
 
 def referenced_secrets(ref: ResourceRef, resource: Mapping[str, Any]) -> frozenset[SecretKey]:
