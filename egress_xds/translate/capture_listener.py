@@ -20,6 +20,7 @@ from envoy.extensions.filters.listener.original_dst.v3.original_dst_pb2 import O
 from envoy.extensions.filters.listener.tls_inspector.v3.tls_inspector_pb2 import TlsInspector
 from google.protobuf.message import Message
 
+from egress_xds.defaults import CAPTURE_PORT
 from egress_xds.policy.model import Action, Deny, EgressPolicy, Rule, ViaProxy
 from egress_xds.translate import chain_matcher, names
 from egress_xds.translate.decisions import (
@@ -33,7 +34,6 @@ from egress_xds.translate.http_routes import connection_manager
 from egress_xds.translate.protobuf import milliseconds, typed
 from egress_xds.translate.tcp_proxy import TARGET_BY_ADDRESS, TARGET_BY_NAME, cluster_filter, tunnel_filter
 
-CAPTURE_PORT = 15001
 # How long the inspectors wait for the client's first bytes. Server-first protocols (SSH, SMTP, MySQL) send
 # nothing, so after this delay the connection continues as raw TCP.
 LISTENER_FILTERS_TIMEOUT_MS = 1000
