@@ -258,7 +258,7 @@ async def _serve(conn: Connection) -> None:
             reload_seconds = time.perf_counter() - started
             new = cache.get(key)
             versions = dict(new.versions) if new is not None else {}
-            conn.send(("changed", cpu, gc_seconds, reload_seconds, versions, [list(key) for key in report.changed]))
+            conn.send(("changed", cpu, gc_seconds, reload_seconds, versions, [str(key) for key in report.changed]))
         elif name == "stop":
             commands.close()
 
