@@ -21,9 +21,10 @@ def run_bench(*argv: str, timeout: float = 120) -> str:
 
 def test_fan_out_bench_converges_every_stream() -> None:
     output = run_bench("bench/ads_fanout.py", "--sizes", "10", "--protocol", "both", "--repeat", "1", "--timeout", "60")
-    rows = [line for line in output.splitlines() if re.match(r"\s+10 \|", line)]
-    assert len(rows) == 2, output  # one row for SotW, one for Delta
+    rows = [line for line in output.splitlines() if re.match(r"\s+10 \|", line) and "/10 " in line]
+    assert len(rows) == 4, output  # SotW and Delta, egress-xds and the floor
     assert all("10/10" in row for row in rows), output
+    assert output.count("egress-xds / floor") == 2, output
 
 
 def test_churn_bench_runs_its_rounds() -> None:
