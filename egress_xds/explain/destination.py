@@ -53,7 +53,7 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
     if protocol is None:
         protocol = {"https": Protocol.TLS, "http": Protocol.HTTP}.get(scheme, Protocol.TCP if ip else Protocol.TLS)
     if port_text:
-        port = parse_port(port_text)
+        port = parse_port(port_text, quote=port_text.isdigit())  # `http://alice:S3cret`: never quote a password
     elif protocol in DEFAULT_PORTS:
         port = DEFAULT_PORTS[protocol]
     else:
