@@ -24,13 +24,20 @@ Three tables, so that a new command, argument or RPC is one row:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
+import json
 import os
-from collections.abc import Mapping
+import signal
+import sys
+import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 
 from egress_xds import cli
@@ -359,3 +366,331 @@ def test_every_command_has_a_help_row() -> None:
 def test_help_is_clean(argv: list[str]) -> None:
     result = run_cli(argv or ["--help"])
     assert result.code == 0 and result.leak() is None
+
+
+# --- serve: the log, every admin RPC, CSDS, metrics, status ---------------------------------------------------------
+
+SERVE_POLICY = f"""
+proxies:
+  corp: {{url: "http://{UI}{HOST}:3128"}}
+  partner: "https://{UI}partner.corp.test:443"
+  failover:
+    endpoints:
+      - {{url: "http://{userinfo(AWKWARD_PASSWORDS["spaces"])}10.0.0.1:3128", priority: 0}}
+      - {{url: "http://{userinfo(AWKWARD_PASSWORDS["spaces"])}10.0.0.2:3128", priority: 1}}
+  filebasic: {{url: "http://{HOST}:3128", credentialsFile: creds}}
+  filebearer: {{url: "https://{HOST}:443", credentialsFile: bearer}}
+policies:
+  - name: sidecars
+    nodes: {{id: "sotw-*"}}
+    httpsProxy: corp
+    httpProxy: failover
+    rules:
+      - {{name: partner, domains: [".partner.example"], action: {{proxy: partner}}}}
+  - name: standalone
+    httpsProxy: filebasic
+    httpProxy: filebearer
+    standalone:
+      listeners:
+        - {{name: api, listen: "127.0.0.1:10443", target: "api.example.com:443"}}
+      forwardProxy: {{listen: "127.0.0.1:3129"}}
+"""
+# What Envoy may quote back in a NACK: the configuration it rejects, headers included.
+NACK = (
+    f'Proto constraint validation failed: header {{ key: "Proxy-Authorization" value: "Basic {basic_token()}" }}; '
+    f'value: "{BEARER}"; password "{PASSWORD}"; {USER}:{PASSWORD}@{HOST}; url http://{UI}{HOST}:3128'
+)
+# Reloads that fail, each with the canary where a parser gives up.
+FAILING_RELOADS = (
+    "password breaking yaml",
+    "url cut short",
+    "port made of the password, with user",
+    "password in an unclosed quote",
+    "credentialsFile without a colon",
+    "not utf-8",
+)
+BAD_NODE = f"http://{USER}:{PASSWORD}@{HOST}"
+STATUS = {
+    "status": ["status"],
+    "status json": ["status", "-o", "json"],
+    "status node": ["status", "sotw-node"],
+    "status node json": ["status", "sotw-node", "-o", "json"],
+    "status delta node": ["status", "delta-node"],
+    "status failing": ["status", "--fail-nack-after", "0"],
+    "status unknown url node": ["status", BAD_NODE],
+}
+
+Rpc = Callable[[Any], Any]  # an AdminStub or a CSDS stub -> a response awaitable
+
+
+def _rpcs() -> dict[str, tuple[str, Rpc]]:
+    """Every admin RPC in every form: (stub kind, call). A new RPC is one row."""
+    from envoy.service.status.v3.csds_pb2 import ClientStatusRequest
+
+    from egress_xds.admin.v1 import admin_pb2 as a
+
+    rows: dict[str, tuple[str, Rpc]] = {
+        "ListNodes": ("admin", lambda s: s.ListNodes(a.ListNodesRequest())),
+        "ListNodes with resources": ("admin", lambda s: s.ListNodes(a.ListNodesRequest(include_resources=True))),
+        "ListNodes by url prefix": ("admin", lambda s: s.ListNodes(a.ListNodesRequest(node_id_prefix=BAD_NODE))),
+        "GetPolicy": ("admin", lambda s: s.GetPolicy(a.GetPolicyRequest())),
+        "GetReloadErrors": ("admin", lambda s: s.GetReloadErrors(a.GetReloadErrorsRequest())),
+        "GetNodeConfig unknown url node": (
+            "admin",
+            lambda s: s.GetNodeConfig(a.GetNodeConfigRequest(node_id=BAD_NODE)),
+        ),
+        "CSDS": ("csds", lambda s: s.FetchClientStatus(ClientStatusRequest())),
+        "CSDS without contents": (
+            "csds",
+            lambda s: s.FetchClientStatus(ClientStatusRequest(exclude_resource_contents=True)),
+        ),
+    }
+    for node in ("sotw-node", "delta-node"):
+        for view_name, view in a.ConfigView.items():
+            request = a.GetNodeConfigRequest(node_id=node, view=view)
+            rows[f"GetNodeConfig {node} {view_name}"] = ("admin", lambda s, r=request: s.GetNodeConfig(r))
+    return rows
+
+
+async def _answer(stub: Any, call: Rpc) -> str:
+    """The response as text and JSON, or the gRPC error: code, details, debug string and trailing metadata."""
+    from google.protobuf import json_format, text_format
+
+    try:
+        response = await call(stub)
+    except grpc.aio.AioRpcError as error:
+        return f"{error.code()} {error.details()} {error.debug_error_string()} {error.trailing_metadata()}"
+    raw = response.SerializeToString().decode("utf-8", errors="replace")
+    return f"{text_format.MessageToString(response)}\n{json_format.MessageToJson(response)}\n{raw}"
+
+
+@dataclass
+class Outputs:
+    """Every output collected, by where it came from."""
+
+    texts: dict[str, str] = field(default_factory=dict)
+
+    def add(self, where_: str, text: str | bytes) -> None:
+        self.texts[where_] = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+
+    def add_run(self, where_: str, run: Run) -> None:
+        self.add(f"{where_} (exit {run.code}) stdout", run.stdout)
+        self.add(f"{where_} (exit {run.code}) stderr", run.stderr)
+
+    def leaks(self) -> list[str]:
+        found = []
+        for name, text in self.texts.items():
+            piece = find_canary(text)
+            if piece is not None:
+                found.append(f"{name} shows {piece!r}: ...{where(text, piece)}...")
+        return found
+
+
+async def _ads_clients(address: str) -> tuple[grpc.aio.Channel, list[Any]]:
+    """A SotW node that NACKs its listeners quoting the canary, and a Delta node that ACKs everything."""
+    from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+    from tests.xds.client import DeltaClient, SotwClient, make_node
+
+    channel = grpc.aio.insecure_channel(address)
+    sotw = SotwClient(channel, make_node("sotw-node"))
+    await sotw.send(CLUSTER_TYPE_URL, [])
+    await sotw.ack(await sotw.recv())
+    await sotw.send(LISTENER_TYPE_URL, [])
+    await sotw.nack(await sotw.recv(), NACK)
+    delta = DeltaClient(channel, make_node("delta-node", {"egress.egress-xds.dev/mode": "standalone"}))
+    await delta.send(CLUSTER_TYPE_URL)
+    await delta.ack(await delta.recv())
+    await delta.send(LISTENER_TYPE_URL)
+    await delta.ack(await delta.recv())
+    return channel, [sotw, delta]
+
+
+async def _collect_serve(server: Any, outputs: Outputs, policy_dir: Path) -> None:
+    from envoy.service.status.v3 import csds_pb2_grpc
+
+    from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
+
+    channel, clients = await _ads_clients(server.address)
+    try:
+        stubs = {
+            "admin": admin_pb2_grpc.AdminStub(channel),
+            "csds": csds_pb2_grpc.ClientStatusDiscoveryServiceStub(channel),
+        }
+        rpcs = _rpcs()
+        await asyncio.sleep(0.3)  # the NACK is recorded
+        for name, (kind, call) in rpcs.items():
+            outputs.add(name, await _answer(stubs[kind], call))
+        for name, argv in STATUS.items():
+            outputs.add_run(name, run_cli([*argv[:1], "--server", server.address, *argv[1:]]))
+        with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=5) as response:
+            outputs.add("metrics", response.read())
+        for failing in FAILING_RELOADS:
+            for name, content in INPUTS[failing].files.items():
+                path = policy_dir / name
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
+            reload = await _answer(stubs["admin"], lambda s: s.Reload(admin_pb2.ReloadRequest()))
+            outputs.add(f"Reload {failing}", reload)
+            for name in ("GetReloadErrors", "GetPolicy"):
+                outputs.add(f"{name} after {failing}", await _answer(stubs["admin"], rpcs[name][1]))
+            outputs.add_run(f"status after {failing}", run_cli(["status", "--server", server.address, "-o", "json"]))
+            outputs.add_run(f"status text after {failing}", run_cli(["status", "--server", server.address]))
+        server.signal(signal.SIGHUP)  # one more failing reload, by signal
+        await asyncio.sleep(0.5)
+        with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=5) as response:
+            outputs.add("metrics after reloads", response.read())
+    finally:
+        for client in clients:
+            await client.close()
+        await channel.close()
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+async def test_serve_outputs(log_format: str, tmp_path: Path) -> None:
+    from tests.integration.serve_command import ServeCommand
+
+    (tmp_path / "policy.yaml").write_text(SERVE_POLICY)
+    (tmp_path / "creds").write_text(f"{USER}:{PASSWORD}\n")
+    (tmp_path / "bearer").write_text(f"{BEARER}\n")
+    extra = ["--log-format", log_format, "--log-level", "debug", "--debounce-ms", "50"]
+    server = ServeCommand(["--config", str(tmp_path / "policy.yaml")], tmp_path / "serve.log", extra=extra)
+    outputs = Outputs()
+    try:
+        await _collect_serve(server, outputs, tmp_path)
+    finally:
+        server.stop()
+    log = server.log()
+    outputs.add("serve log", log)
+    if log_format == "json":
+        for line in log.splitlines():
+            json.loads(line)  # every line is one JSON object
+    if os.environ.get("CANARY_DUMP"):
+        Path(os.environ["CANARY_DUMP"]).write_text("\n\n".join(f"=== {k}\n{v}" for k, v in outputs.texts.items()))
+    # the scenario ran: the NACK was recorded, every reload failed, the nodes and their configs were seen
+    assert "SYNC_STATUS_NACKED" in outputs.texts["ListNodes"], outputs.texts["ListNodes"]
+    assert "<redacted>" in outputs.texts["ListNodes"], "the NACK message is shown, scrubbed"
+    for failing in FAILING_RELOADS:
+        assert "failing: true" in outputs.texts[f"GetReloadErrors after {failing}"], failing
+    assert "config_json" in outputs.texts["GetNodeConfig delta-node CONFIG_VIEW_ACKED"]
+    assert find_canary(NACK) is not None, "the NACK holds the canary"
+    leaks = outputs.leaks()
+    assert not leaks, "\n".join(leaks)
+
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+
+
+@pytest.mark.parametrize("input_name", ["environment", "environment without a scheme", "environment lower case https"])
+async def test_serve_from_the_environment(input_name: str, tmp_path: Path) -> None:
+    """`serve --from-env`: the log (JSON, debug), the policy the admin API shows, the metrics page."""
+    from tests.integration.serve_command import ServeCommand
+    from tests.support.processes import child_env
+
+    env = child_env(INPUTS[input_name].env, drop=PROXY_VARIABLES)
+    extra = ["--log-format", "json", "--log-level", "debug"]
+    server = ServeCommand(["--from-env"], tmp_path / "serve.log", extra=extra, env=env)
+    outputs = Outputs()
+    try:
+        outputs.add("GetPolicy", str(server.get_policy()))
+        outputs.add("GetReloadErrors", str(server.reload_errors()))
+        with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=5) as response:
+            outputs.add("metrics", response.read())
+        outputs.add_run("status json", run_cli(["status", "--server", server.address, "-o", "json"]))
+    finally:
+        server.stop()
+    outputs.add("serve log", server.log())
+    assert HOST in outputs.texts["GetPolicy"], "the policy is the environment's"
+    leaks = outputs.leaks()
+    assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.parametrize(
+    "input_name", ["password breaking yaml", "url cut short", "credentialsFile truncated", "environment cut short"]
+)
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_serve_refusing_to_start(input_name: str, log_format: str, tmp_path: Path) -> None:
+    """The real process, so that what reaches the terminal before the log is configured is searched too."""
+    from tests.support.egress import REPO_ROOT
+    from tests.support.processes import child_env, run_bounded
+
+    given = INPUTS[input_name]
+    source = given.write(tmp_path)
+    argv = [sys.executable, "-m", "egress_xds.cli", "serve", *source, "--listen", "127.0.0.1:0"]
+    env = child_env({**given.env, "PYTHONPATH": str(REPO_ROOT)}, drop=PROXY_VARIABLES)
+    result = run_bounded([*argv, "--log-format", log_format], timeout=30, env=env)
+    assert result.returncode == 1, result.stderr
+    run = Run(result.returncode, result.stdout, result.stderr)
+    assert run.leak() is None, run.leak()
+
+
+# --- Kubernetes: status patches and the log of `serve --kubernetes` ----------------------------------------------
+
+# Secrets of every shape the source reads, valid and not, each holding the canary; one EgressProxy names each.
+SECRETS: dict[str, dict[str, str]] = {
+    "basic": {"username": USER, "password": PASSWORD},
+    "basic-newline": {"username": USER, "password": f"{PASSWORD}\n"},
+    "header": {"proxyAuthorization": BEARER},
+    "awkward": {"username": USER, "password": AWKWARD_PASSWORDS["yaml-special"]},
+    "line-break": {"username": USER, "password": f"{PASSWORD}\r\nX-Injected: {MARK}"},
+    "colon-in-user": {"username": f"{USER}:{PASSWORD}", "password": PASSWORD},
+    "both": {"proxyAuthorization": BEARER, "username": USER, "password": PASSWORD},
+    "no-password": {"username": f"{USER}{MARK}"},
+    "header-line-break": {"proxyAuthorization": f"{BEARER}\nX: {MARK}"},
+}
+
+
+def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
+    from tests.integration.serve_command import ServeCommand
+    from tests.kubernetes.apiserver import FakeApiServer
+    from tests.kubernetes.resources import egress_proxy, kubeconfig_text, secret
+    from tests.support.processes import wait_until
+
+    token = "token-for-the-canary-api-server"
+    outputs = Outputs()
+    with FakeApiServer(token=token) as api:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(kubeconfig_text(api.url, token))
+        for name, values in SECRETS.items():
+            api.apply(secret(name, "shop", **values))
+            api.apply(
+                egress_proxy(
+                    name,
+                    "shop",
+                    httpsProxy=f"http://{HOST}:3128",
+                    credentialsSecretRef={"name": name},
+                    workloadSelector={"matchLabels": {"app": name}},
+                )
+            )
+        # A reference to a Secret that does not exist (the API server refuses Secret data that is not base64).
+        missing = egress_proxy(
+            "missing", "shop", httpsProxy=f"http://{HOST}:3128", credentialsSecretRef={"name": "gone"}
+        )
+        api.apply(missing)
+        extra = ["--kubernetes", "--kubeconfig", str(kubeconfig), "--log-format", "json", "--log-level", "debug"]
+        server = ServeCommand([], tmp_path / "serve.log", extra=extra)
+        try:
+            names = [*SECRETS, "missing"]
+
+            def every_status_written() -> bool:
+                return all((api.get("egressproxies", name, "shop") or {}).get("status") for name in names)
+
+            wait_until(every_status_written, timeout=20, what="a status on every EgressProxy")
+            outputs.add("GetPolicy", str(server.get_policy()))
+            outputs.add_run("status json", run_cli(["status", "--server", server.address, "-o", "json"]))
+        finally:
+            server.stop()
+        for request in api.requests:
+            if request.method != "GET":
+                outputs.add(f"{request.method} {request.path}", json.dumps(request.body))
+        for name in names:
+            outputs.add(f"stored status of {name}", json.dumps(api.get("egressproxies", name, "shop")["status"]))
+    outputs.add("serve log", server.log())
+    verdicts = {
+        key: json.loads(text)["conditions"][0]["status"]
+        for key, text in outputs.texts.items()
+        if key.startswith("stored status")
+    }
+    refused = sorted(key.removeprefix("stored status of ") for key, verdict in verdicts.items() if verdict == "False")
+    assert refused == sorted(["line-break", "colon-in-user", "both", "no-password", "header-line-break", "missing"])
+    assert any(key.startswith("PATCH") for key in outputs.texts), "the source wrote status patches"
+    leaks = outputs.leaks()
+    assert not leaks, "\n".join(leaks)
