@@ -203,6 +203,13 @@ policies:
     "url as the action": _invalid(
         f"httpsProxy: http://{HOST}:3128\nrules:\n  - {{name: r, action: {{proxy: 'http://{UI}x:1'}}}}\n"
     ),
+    "url in noProxy": _invalid(f"httpsProxy: http://{HOST}:3128\nnoProxy: 'localhost,http://{USER}:{PASSWORD}@x'\n"),
+    "url as sni": _invalid(f"proxies:\n  p: {{url: 'https://{HOST}:443', sni: 'http://{UI}x'}}\nhttpsProxy: p\n"),
+    "url as a standalone target": _invalid(
+        f"httpsProxy: http://{HOST}:3128\nstandalone:\n"
+        f"  listeners: [{{name: a, listen: '127.0.0.1:1', target: 'http://{USER}:{PASSWORD}@x:443'}}]\n"
+    ),
+    "url as a node selector": _invalid(f"httpsProxy: http://{HOST}:3128\nnodes: 'http://{UI}x'\n"),
     "truncated json": _invalid(f'{{"httpsProxy": "http://{USER}:{PASSWORD}'),
     "truncated yaml in the password": _invalid(f"httpsProxy: http://{USER}:{PASSWORD[:6]}"),
     "not utf-8": _invalid(f"httpsProxy: http://{UI}{HOST}:3128\n".encode() + b"\xff\xfe\n"),
@@ -398,7 +405,8 @@ policies:
 # What Envoy may quote back in a NACK: the configuration it rejects, headers included.
 NACK = (
     f'Proto constraint validation failed: header {{ key: "Proxy-Authorization" value: "Basic {basic_token()}" }}; '
-    f'value: "{BEARER}"; password "{PASSWORD}"; {USER}:{PASSWORD}@{HOST}; url http://{UI}{HOST}:3128'
+    f'value: "{BEARER}"; password "{PASSWORD}"; {USER}:{PASSWORD}@{HOST}; url http://{UI}{HOST}:3128; '
+    f'password "{AWKWARD_PASSWORDS["spaces"]}"; header "Basic {basic_token(AWKWARD_PASSWORDS["spaces"])}"'
 )
 # Reloads that fail, each with the canary where a parser gives up.
 FAILING_RELOADS = (
@@ -660,6 +668,20 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
                     workloadSelector={"matchLabels": {"app": name}},
                 )
             )
+        # Credential-shaped values where the spec holds no credential: the conversion's errors quote them.
+        for name, spec in {
+            "url-in-no-proxy": {"noProxy": [f"http://{USER}:{PASSWORD}@x"]},
+            "url-as-a-domain": {"rules": [{"name": "r", "domains": [f"{USER}:{PASSWORD}@x"], "action": "direct"}]},
+        }.items():
+            api.apply(
+                egress_proxy(
+                    name,
+                    "shop",
+                    httpsProxy=f"http://{HOST}:3128",
+                    workloadSelector={"matchLabels": {"app": name}},
+                    **spec,
+                )
+            )
         # A reference to a Secret that does not exist (the API server refuses Secret data that is not base64).
         missing = egress_proxy(
             "missing", "shop", httpsProxy=f"http://{HOST}:3128", credentialsSecretRef={"name": "gone"}
@@ -668,7 +690,7 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
         extra = ["--kubernetes", "--kubeconfig", str(kubeconfig), "--log-format", "json", "--log-level", "debug"]
         server = ServeCommand([], tmp_path / "serve.log", extra=extra)
         try:
-            names = [*SECRETS, "missing"]
+            names = [*SECRETS, "missing", "url-in-no-proxy", "url-as-a-domain"]
 
             def every_status_written() -> bool:
                 return all((api.get("egressproxies", name, "shop") or {}).get("status") for name in names)
@@ -690,7 +712,33 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
         if key.startswith("stored status")
     }
     refused = sorted(key.removeprefix("stored status of ") for key, verdict in verdicts.items() if verdict == "False")
-    assert refused == sorted(["line-break", "colon-in-user", "both", "no-password", "header-line-break", "missing"])
+    assert refused == sorted(
+        [
+            "line-break",
+            "colon-in-user",
+            "both",
+            "no-password",
+            "header-line-break",
+            "missing",
+            "url-in-no-proxy",
+            "url-as-a-domain",
+        ]
+    )
     assert any(key.startswith("PATCH") for key in outputs.texts), "the source wrote status patches"
     leaks = outputs.leaks()
     assert not leaks, "\n".join(leaks)
+
+
+@pytest.mark.parametrize("value_name", sorted(VALUES))
+def test_an_internal_error_traceback_is_clean(value_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug whose exception quotes an argument: the one-line report and the --debug traceback."""
+
+    def broken(args: argparse.Namespace) -> int:
+        raise KeyError(f"a bug holding {args.config!r}")
+
+    monkeypatch.setattr(cli, "_check", broken)
+    for debug in ([], ["--debug"]):
+        result = run_cli([*debug, "check", "--config", VALUES[value_name]])
+        assert result.code == cli.EXIT_INTERNAL_ERROR, result.stderr
+        assert ("Traceback" in result.stderr) == bool(debug)
+        assert result.leak() is None, result.leak()
