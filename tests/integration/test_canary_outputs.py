@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import sys
@@ -77,6 +78,7 @@ def run_cli(argv: list[str], env: Mapping[str, str] | None = None) -> Run:
     """`egress-xds ARGV` in this process (fast: no interpreter start), with a clean proxy environment."""
     out, err = io.StringIO(), io.StringIO()
     saved = dict(os.environ)
+    handlers = list(logging.root.handlers)
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
         os.environ.pop(name, None)
     os.environ.update(env or {})
@@ -89,6 +91,7 @@ def run_cli(argv: list[str], env: Mapping[str, str] | None = None) -> Run:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        logging.root.handlers[:] = handlers  # serve configures logging on this run's stderr
     return Run(code, out.getvalue(), err.getvalue())
 
 
@@ -424,6 +427,7 @@ STATUS = {
     "status node": ["status", "sotw-node"],
     "status node json": ["status", "sotw-node", "-o", "json"],
     "status delta node": ["status", "delta-node"],
+    "status delta nack node json": ["status", "delta-nack-node", "-o", "json"],
     "status failing": ["status", "--fail-nack-after", "0"],
     "status unknown url node": ["status", BAD_NODE],
 }
@@ -453,7 +457,7 @@ def _rpcs() -> dict[str, tuple[str, Rpc]]:
             lambda s: s.FetchClientStatus(ClientStatusRequest(exclude_resource_contents=True)),
         ),
     }
-    for node in ("sotw-node", "delta-node"):
+    for node in ("sotw-node", "delta-node", "delta-nack-node"):
         for view_name, view in a.ConfigView.items():
             request = a.GetNodeConfigRequest(node_id=node, view=view)
             rows[f"GetNodeConfig {node} {view_name}"] = ("admin", lambda s, r=request: s.GetNodeConfig(r))
@@ -510,7 +514,10 @@ async def _ads_clients(address: str) -> tuple[grpc.aio.Channel, list[Any]]:
     await delta.ack(await delta.recv())
     await delta.send(LISTENER_TYPE_URL)
     await delta.ack(await delta.recv())
-    return channel, [sotw, delta]
+    delta_nack = DeltaClient(channel, make_node("delta-nack-node", {"egress.egress-xds.dev/mode": "standalone"}))
+    await delta_nack.send(CLUSTER_TYPE_URL)
+    await delta_nack.nack(await delta_nack.recv(), NACK)
+    return channel, [sotw, delta, delta_nack]
 
 
 async def _collect_serve(server: Any, outputs: Outputs, policy_dir: Path) -> None:
@@ -649,7 +656,7 @@ SECRETS: dict[str, dict[str, str]] = {
 def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
     from tests.integration.serve_command import ServeCommand
     from tests.kubernetes.apiserver import FakeApiServer
-    from tests.kubernetes.resources import egress_proxy, kubeconfig_text, secret
+    from tests.kubernetes.resources import cluster_egress_proxy, egress_proxy, kubeconfig_text, secret
     from tests.support.processes import wait_until
 
     token = "token-for-the-canary-api-server"
@@ -682,6 +689,13 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
                     **spec,
                 )
             )
+        api.apply(
+            cluster_egress_proxy(
+                "cluster-default",
+                httpsProxy=f"http://{HOST}:3128",
+                credentialsSecretRef={"name": "basic", "namespace": "shop"},
+            )
+        )
         # A reference to a Secret that does not exist (the API server refuses Secret data that is not base64).
         missing = egress_proxy(
             "missing", "shop", httpsProxy=f"http://{HOST}:3128", credentialsSecretRef={"name": "gone"}
@@ -696,6 +710,16 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
                 return all((api.get("egressproxies", name, "shop") or {}).get("status") for name in names)
 
             wait_until(every_status_written, timeout=20, what="a status on every EgressProxy")
+            # Rotation to another canary form, then the Secret goes away: the resources that use it are refused.
+            api.apply(secret("basic", "shop", username=USER, password=AWKWARD_PASSWORDS["quotes"]))
+            api.delete("secrets", "basic", "shop")
+            wait_until(
+                lambda: "False" in json.dumps(api.get("egressproxies", "basic", "shop")),
+                timeout=20,
+                what="the resource whose Secret is gone to be refused",
+            )
+            with urllib.request.urlopen(f"http://{server.metrics_address}/metrics", timeout=5) as response:
+                outputs.add("metrics", response.read())
             outputs.add("GetPolicy", str(server.get_policy()))
             outputs.add_run("status json", run_cli(["status", "--server", server.address, "-o", "json"]))
         finally:
@@ -714,6 +738,7 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
     refused = sorted(key.removeprefix("stored status of ") for key, verdict in verdicts.items() if verdict == "False")
     assert refused == sorted(
         [
+            "basic",  # its Secret is gone
             "line-break",
             "colon-in-user",
             "both",
