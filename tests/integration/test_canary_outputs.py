@@ -659,7 +659,7 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
     from tests.kubernetes.resources import cluster_egress_proxy, egress_proxy, kubeconfig_text, secret
     from tests.support.processes import wait_until
 
-    token = "token-for-the-canary-api-server"
+    token = f"{MARK}-kube-token"  # the API credential is a secret too
     outputs = Outputs()
     with FakeApiServer(token=token) as api:
         kubeconfig = tmp_path / "kubeconfig"
@@ -701,6 +701,11 @@ def test_kubernetes_status_patches_and_log(tmp_path: Path) -> None:
             "missing", "shop", httpsProxy=f"http://{HOST}:3128", credentialsSecretRef={"name": "gone"}
         )
         api.apply(missing)
+        # API errors whose messages quote a credential (an admission webhook may echo the object it refuses).
+        quoting = f'refused: password "{PASSWORD}", header "{BEARER}", url http://{UI}{HOST}'
+        api.inject("list", "/egressproxies", 403, message=quoting)
+        api.inject("watch", "/secrets", 500, message=quoting)
+        api.inject("patch", "/status", 409, times=2, message=quoting)  # retried; a 422 would not be
         extra = ["--kubernetes", "--kubeconfig", str(kubeconfig), "--log-format", "json", "--log-level", "debug"]
         server = ServeCommand([], tmp_path / "serve.log", extra=extra)
         try:
