@@ -519,7 +519,13 @@ def _status(args: argparse.Namespace) -> int:
     from egress_xds.admin.server_view import server_summary
     from egress_xds.admin.status_json import status_document
     from egress_xds.admin.status_view import node_detail, status_table
+    from egress_xds.policy.destinations import parse_host_port
 
+    try:
+        parse_host_port(args.server)
+    except ValueError:
+        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
+        raise UsageError(f"--server {args.server!r}: expected HOST:PORT") from None
     try:
         answers = status_answers(args.server, args.node or "", include_resources=bool(args.node))
     except AdminUnavailable as error:

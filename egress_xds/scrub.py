@@ -21,6 +21,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import PurePath
 
 from egress_xds.policy.model import Credentials, PolicySet
 from egress_xds.redact import REDACTED, redact_url_text, redact_value
@@ -120,5 +121,5 @@ def _value_forms(values: Iterable[str]) -> dict[str, str]:
         found[value] = shown
         found[repr(value)[1:-1]] = repr(shown)[1:-1]
         found[json.dumps(value)[1:-1]] = json.dumps(shown)[1:-1]
-        found[re.sub("/+", "/", value)] = shown  # a file path collapses `//`
+        found[str(PurePath(value))] = shown  # as a file path shows it: `//` collapsed, no trailing `/`
     return found

@@ -32,6 +32,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from typing import Any
 
 import grpc
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from egress_xds import cli
 from tests.support.canary import (
@@ -285,7 +288,15 @@ QUOTED = f"http://{USER}:{AWKWARD_PASSWORDS['quotes']}@{HOST}:3128"
 GOOD = "httpsProxy: http://10.0.0.1:3128\n"
 # Each value a user may paste into an argument by mistake: a proxy URL, with and without a scheme, cut short, and
 # with a password that holds spaces or quotes (one shell word each).
-VALUES = {"url": URL, "bare": BARE, "cut": CUT, "spaced": SPACED, "quoted": QUOTED}
+VALUES = {
+    "url": URL,
+    "bare": BARE,
+    "cut": CUT,
+    "spaced": SPACED,
+    "quoted": QUOTED,
+    "fragment": f"http://{USER}:{MARK}#x@{HOST}:3128",  # a URL parser stops at '#': gRPC quoted what precedes it
+    "cut with a slash": f"{CUT}/",  # a file path drops the final '/'
+}
 
 
 @dataclass(frozen=True)
@@ -293,6 +304,7 @@ class Arguments:
     argv: tuple[str, ...]  # {good}: a valid policy file; {value}: the canary value
     codes: tuple[int, ...] = (1, 2)  # a usage error or a configuration error; never 70
     values: tuple[str, ...] = tuple(VALUES)
+    data: bool = False  # a value that parses (KEY=VALUE) is the user's own data in the output, not a leak
 
 
 ARGUMENTS: dict[str, Arguments] = {
@@ -303,7 +315,7 @@ ARGUMENTS: dict[str, Arguments] = {
     "--config as a url": Arguments(("check", "--config", "{value}")),
     "--config as a url, json": Arguments(("check", "--config", "{value}", "-o", "json")),
     "render --config as a url": Arguments(("render", "--config", "{value}", *NODE)),
-    "render --node-meta": Arguments(("render", "--config", "{good}", *NODE, "--node-meta", "{value}")),
+    "render --node-meta": Arguments(("render", "--config", "{good}", *NODE, "--node-meta", "{value}"), data=True),
     "render --mode": Arguments(("render", "--config", "{good}", *NODE, "--mode", "{value}")),
     "render --admin-address": Arguments(
         ("render", "--config", "{good}", *NODE, "--static", "--admin-address", "{value}")
@@ -323,8 +335,12 @@ ARGUMENTS: dict[str, Arguments] = {
     "bootstrap --admin-address": Arguments(
         ("bootstrap", *NODE, "--xds-address", "127.0.0.1:1", "--admin-address", "{value}")
     ),
-    "bootstrap --node-meta": Arguments(("bootstrap", *NODE, "--xds-address", "127.0.0.1:1", "--node-meta", "{value}")),
-    "bootstrap --pod-label": Arguments(("bootstrap", *NODE, "--xds-address", "127.0.0.1:1", "--pod-label", "{value}")),
+    "bootstrap --node-meta": Arguments(
+        ("bootstrap", *NODE, "--xds-address", "127.0.0.1:1", "--node-meta", "{value}"), data=True
+    ),
+    "bootstrap --pod-label": Arguments(
+        ("bootstrap", *NODE, "--xds-address", "127.0.0.1:1", "--pod-label", "{value}"), data=True
+    ),
     "bootstrap --pod-labels-file": Arguments(
         ("bootstrap", *NODE, "--xds-address", "127.0.0.1:1", "--pod-labels-file", "{value}")
     ),
@@ -771,4 +787,21 @@ def test_an_internal_error_traceback_is_clean(value_name: str, monkeypatch: pyte
         result = run_cli([*debug, "check", "--config", VALUES[value_name]])
         assert result.code == cli.EXIT_INTERNAL_ERROR, result.stderr
         assert ("Traceback" in result.stderr) == bool(debug)
+        assert result.leak() is None, result.leak()
+
+
+@pytest.mark.fuzz
+@given(
+    case_name=st.sampled_from(sorted(ARGUMENTS)),
+    shape=st.sampled_from(["http://{u}:{p}@h.example:1", "{u}:{p}@h.example:1", "http://{u}:{p}", "x://{u}:{p}@h"]),
+    tail=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=10),
+)
+def test_any_password_in_any_argument(case_name: str, shape: str, tail: str) -> None:
+    """Any printable password (after the mark) in any argument of the table: never echoed, never a crash."""
+    good = Path(tempfile.gettempdir()) / "egress-xds-canary-good.yaml"
+    good.write_text(GOOD)
+    value = shape.format(u=USER, p=MARK + tail)
+    result = run_cli(_arguments(ARGUMENTS[case_name], value, good))
+    assert result.code != cli.EXIT_INTERNAL_ERROR, result.stderr
+    if not (ARGUMENTS[case_name].data and result.code == 0):
         assert result.leak() is None, result.leak()
