@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -805,3 +806,39 @@ def test_any_password_in_any_argument(case_name: str, shape: str, tail: str) -> 
     assert result.code != cli.EXIT_INTERNAL_ERROR, result.stderr
     if not (ARGUMENTS[case_name].data and result.code == 0):
         assert result.leak() is None, result.leak()
+
+
+@pytest.mark.fuzz
+@given(
+    shape=st.sampled_from(
+        [
+            "http://{u}:{p}@h.example:3128",
+            "{u}:{p}@h.example:3128",
+            "http://{u}:{p}",
+            "http://h.example:{p}",
+            "https://{u}:{p}@[fd00::1]:443",
+        ]
+    ),
+    tail=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=10),
+    form=st.sampled_from(["raw", "json", "env", "credentials file"]),
+    command=st.sampled_from(sorted(COMMANDS)),
+)
+def test_any_password_in_a_policy(shape: str, tail: str, form: str, command: str) -> None:
+    """Any printable password (after the mark) in a proxy URL: raw in YAML (which it may break), JSON-quoted, in
+    the environment, or in a credentialsFile; through every command. Never echoed, never a crash."""
+    directory = Path(tempfile.mkdtemp(prefix="egress-xds-canary-"))
+    try:
+        password = MARK + tail
+        url = shape.format(u=USER, p=password)
+        given = {
+            "raw": Input({"policy.yaml": f"httpsProxy: {url}\n"}),
+            "json": Input({"policy.yaml": f"httpsProxy: {json.dumps(url)}\n"}),
+            "env": Input(env={"HTTPS_PROXY": url}),
+            "credentials file": Input({"policy.yaml": FILE_CREDENTIALS, "creds": f"{USER}:{password}\n"}),
+        }[form]
+        source = given.write(directory)
+        result = run_cli(_with_source(COMMANDS[command], source), given.env)
+        assert result.code in (0, 1), result.stderr
+        assert result.leak() is None, result.leak()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
