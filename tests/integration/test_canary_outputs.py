@@ -517,7 +517,7 @@ class Outputs:
 
 async def _ads_clients(address: str) -> tuple[grpc.aio.Channel, list[Any]]:
     """A SotW node that NACKs its listeners quoting the canary, and a Delta node that ACKs everything."""
-    from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+    from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
     from tests.xds.client import DeltaClient, SotwClient, make_node
 
     channel = grpc.aio.insecure_channel(address)

@@ -41,14 +41,15 @@ SECONDS = 1.0
 
 
 def outcome(load: Any) -> PolicySet | ConfigError:
-    """Run a loader; a policy or a ConfigError is fine, anything else fails the test. Also bounds the time."""
-    start = time.monotonic()
+    """Run a loader; a policy or a ConfigError is fine, anything else fails the test. Also bounds its CPU time
+    (not wall time, which other work on a shared machine stretches)."""
+    start = time.process_time()
     try:
         result: PolicySet | ConfigError = load()
     except ConfigError as error:
         result = error
-    elapsed = time.monotonic() - start
-    assert elapsed < SECONDS, f"took {elapsed:.2f}s"
+    elapsed = time.process_time() - start
+    assert elapsed < SECONDS, f"took {elapsed:.2f}s of CPU"
     if isinstance(result, ConfigError):
         text = str(result)
         assert leaked_secret(text) is None, text
