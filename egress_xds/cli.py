@@ -181,6 +181,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--kubeconfig", help="with --kubernetes: this kubeconfig instead of in-cluster config")
     serve.add_argument("--kube-context", help="with --kubernetes: this kubeconfig context")
+    tls = serve.add_argument_group("TLS (every service on --listen; files are re-read when they change)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="the server's certificate chain (PEM)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the server's private key (PEM)")
+    tls.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="require client certificates chaining to this CA; their SPIFFE id gives the namespace",
+    )
+    tls.add_argument(
+        "--admin-identity",
+        action="append",
+        default=[],
+        metavar="SPIFFE_ID",
+        help="with --client-ca: this identity may call the admin Reload (besides loopback), repeatable",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
         "--log-format", default="plain", choices=("plain", "json"), help="log lines as text or JSON objects"
@@ -478,6 +493,7 @@ def _serve(args: argparse.Namespace) -> int:
                 check_listen_address(address)
             except ValueError as error:
                 raise UsageError(f"{flag} {error}") from None
+    tls, admin_identities = _serve_tls(args)
     configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         config=Path(args.config) if args.config else None,
@@ -487,6 +503,8 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         kubernetes=kubernetes,
         from_env=bool(args.from_env),
+        tls=tls,
+        admin_identities=admin_identities,
     )
     try:
         asyncio.run(serve(options))
@@ -495,6 +513,29 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CommandFailed(f"serve: {error}") from None
     return EXIT_OK
+
+
+def _serve_tls(args: argparse.Namespace) -> tuple[Any, frozenset[Any]]:
+    """`--tls-cert`, `--tls-key`, `--client-ca`, `--admin-identity`: checked together (usage errors, exit 2)."""
+    from egress_xds.xds.identity import IdentityError, parse_spiffe_id
+    from egress_xds.xds.tls import ServerTls
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.client_ca and not args.tls_cert:
+        raise UsageError("--client-ca needs --tls-cert and --tls-key")
+    if args.admin_identity and not args.client_ca:
+        raise UsageError("--admin-identity needs --client-ca (identities come from verified client certificates)")
+    identities = set()
+    for text in args.admin_identity:
+        try:
+            identities.add(parse_spiffe_id(text))
+        except IdentityError as error:
+            raise UsageError(f"--admin-identity {text!r}: {error}") from None
+    if not args.tls_cert:
+        return None, frozenset()
+    client_ca = Path(args.client_ca) if args.client_ca else None
+    return ServerTls(Path(args.tls_cert), Path(args.tls_key), client_ca), frozenset(identities)
 
 
 def _status(args: argparse.Namespace) -> int:

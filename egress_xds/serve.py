@@ -19,6 +19,7 @@ import grpc
 
 from egress_xds.admin import DebugState, PolicyReloader, add_debug_services
 from egress_xds.admin.reloads import FILE_CHANGE, SIGNAL
+from egress_xds.admin.write_access import WriteAccess
 from egress_xds.listen_address import bind_failure
 from egress_xds.logs import scrub_logs
 from egress_xds.metrics import RELOADS, SNAPSHOT_BUILD_SECONDS, serve_metrics
@@ -30,7 +31,9 @@ from egress_xds.sources.file_watch import DEFAULT_DEBOUNCE_MS, watch_policy_file
 from egress_xds.sources.kubernetes.layers import PolicyLayers
 from egress_xds.sources.policy_source import PolicySource
 from egress_xds.xds.cache import SnapshotCache
+from egress_xds.xds.identity import SpiffeId
 from egress_xds.xds.server import install_signal_handlers, registry_of, start_server
+from egress_xds.xds.tls import ServerTls, TlsFilesError
 
 if TYPE_CHECKING:  # the kubernetes client is imported only with --kubernetes
     from egress_xds.sources.kubernetes.source import KubernetesOptions, KubernetesSource
@@ -50,6 +53,8 @@ class ServeOptions:
     metrics_address: str | None = None
     kubernetes: KubernetesOptions | None = None  # also follow EgressProxy resources; they take precedence
     from_env: bool = True  # with config None and kubernetes set, False means: no file or environment policy
+    tls: ServerTls | None = None  # --tls-cert / --tls-key / --client-ca; None: plaintext
+    admin_identities: frozenset[SpiffeId] = frozenset()  # --admin-identity: may call Reload besides loopback
 
 
 class StartupError(Exception):
@@ -95,6 +100,7 @@ async def _serve(
         except OSError as error:
             reason = (error.strerror or str(error)).lower()
             raise StartupError(f"cannot listen on {options.metrics_address} (metrics): {reason}") from None
+    _warn_about_trust(options.tls, options.listen)
     kubernetes = await _start_kubernetes(options, publisher, layers)
     policies = layers.current()
     _log_publish(publisher.publish(policies), policies, "loaded")
@@ -114,11 +120,18 @@ async def _serve(
             source=_source(options),
             reloader=reloader,
             scrubber=scrubber,
+            write_access=WriteAccess(
+                options.admin_identities, verifies_clients=options.tls is not None and options.tls.verifies_clients
+            ),
         )
         await add_debug_services(server, state)
 
     try:
-        server = await start_server(publisher.cache, options.listen, before_start=add_debug)
+        server = await start_server(publisher.cache, options.listen, before_start=add_debug, tls=options.tls)
+    except TlsFilesError as error:
+        if kubernetes is not None:
+            await kubernetes.stop()
+        raise StartupError(f"cannot serve TLS: {error}") from None
     except RuntimeError:  # gRPC says only "Failed to bind to address"
         if kubernetes is not None:
             await kubernetes.stop()
@@ -145,6 +158,22 @@ async def _serve(
     if kubernetes is not None:
         await kubernetes.stop()
     _log.info("stopped")
+
+
+def _warn_about_trust(tls: ServerTls | None, listen: str) -> None:
+    """Said once, at start: without client certificates, node metadata (namespace, labels) decides which
+    policy and credentials a node gets, and any client that reaches the port can claim anything."""
+    if tls is not None and tls.verifies_clients:
+        _log.info("client certificates required (%s): namespace and service account come from them", tls.client_ca)
+        return
+    transport = "plaintext" if tls is None else "TLS without client certificates"
+    _log.warning(
+        "SECURITY: xDS is served over %s; node metadata (namespace, serviceAccount, labels) is TRUSTED AS CLAIMED: "
+        "any client that reaches %s can claim any namespace and receive its proxy credentials. "
+        "Use --tls-cert, --tls-key and --client-ca to verify identities (README, trust model)",
+        transport,
+        listen,
+    )
 
 
 def _reload_on_sighup(reloader: PolicyReloader) -> Callable[[], None]:
