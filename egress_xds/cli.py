@@ -27,7 +27,14 @@ from egress_xds.redact import contains_redactions, redact_config
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
 from egress_xds.translate import translate
-from egress_xds.translate.bootstrap import DEFAULT_ADMIN_ADDRESS, ads_bootstrap, resources_as_dict, static_bootstrap
+from egress_xds.translate.bootstrap import (
+    DEFAULT_ADMIN_ADDRESS,
+    XdsTls,
+    ads_bootstrap,
+    resources_as_dict,
+    sds_files,
+    static_bootstrap,
+)
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -126,6 +133,20 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
     bootstrap.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, metavar="HOST:PORT")
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    xds_tls = bootstrap.add_argument_group("mutual TLS to the server (certificate files are re-read when rotated)")
+    xds_tls.add_argument("--xds-ca", metavar="FILE", help="CA that signed the server's certificate (PEM)")
+    xds_tls.add_argument("--client-cert", metavar="FILE", help="Envoy's client certificate chain (SPIFFE id, PEM)")
+    xds_tls.add_argument("--client-key", metavar="FILE", help="Envoy's client private key (PEM)")
+    xds_tls.add_argument(
+        "--xds-server-name",
+        metavar="NAME",
+        help="the server's name in its certificate (default: the --xds-address host)",
+    )
+    xds_tls.add_argument(
+        "--sds-dir",
+        metavar="DIR",
+        help="where to write the two SDS files that point Envoy at the certificate files (Envoy must read them)",
+    )
     _pod_arguments(bootstrap)
     bootstrap.set_defaults(handler=_bootstrap)
 
@@ -207,6 +228,7 @@ def _parser() -> argparse.ArgumentParser:
         "--server", default="127.0.0.1:18000", metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
     )
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
+    _client_tls_arguments(status)
     status.add_argument(
         "--fail-nack-after",
         type=_seconds,
@@ -222,6 +244,32 @@ def _parser() -> argparse.ArgumentParser:
     _output_argument(status)
     status.set_defaults(handler=_status)
     return parser
+
+
+def _client_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS to a server started with --tls-cert (`--cert`/`--key` when it requires client certificates)."""
+    group = parser.add_argument_group("TLS to the server")
+    group.add_argument("--ca", metavar="FILE", help="CA of the server's certificate (PEM): connect over TLS")
+    group.add_argument("--cert", metavar="FILE", help="client certificate chain (PEM), for a server with --client-ca")
+    group.add_argument("--key", metavar="FILE", help="client private key (PEM)")
+    group.add_argument("--server-name", metavar="NAME", help="the name in the server's certificate (default: host)")
+
+
+def _client_tls(args: argparse.Namespace) -> Any:
+    from egress_xds.admin.client import ClientTls
+
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key go together")
+    if not args.ca:
+        if args.cert or args.server_name:
+            raise UsageError("--cert, --key and --server-name need --ca (TLS)")
+        return None
+    return ClientTls(
+        Path(args.ca),
+        Path(args.cert) if args.cert else None,
+        Path(args.key) if args.key else None,
+        server_name=args.server_name,
+    )
 
 
 def _subparser_class(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
@@ -398,6 +446,7 @@ def _render(args: argparse.Namespace) -> int:
 def _bootstrap(args: argparse.Namespace) -> int:
     node = _node(args)
     node = Node(id=node.id, metadata={**_pod_metadata(args), **node.metadata})  # explicit --node-meta wins
+    xds_tls = _bootstrap_tls(args)
     try:
         data = ads_bootstrap(
             node.id,
@@ -405,11 +454,55 @@ def _bootstrap(args: argparse.Namespace) -> int:
             delta=args.delta,
             admin_address=args.admin_address,
             node_metadata=node.metadata,
+            xds_tls=xds_tls,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if xds_tls is not None:
+        for path, content in sds_files(xds_tls).items():
+            try:
+                Path(path).write_text(json.dumps(content, indent=2) + "\n")
+            except OSError as error:
+                raise CommandFailed(
+                    f"--sds-dir: cannot write {path}: {(error.strerror or str(error)).lower()}"
+                ) from None
     _print(data, args.format)
     return EXIT_OK
+
+
+def _bootstrap_tls(args: argparse.Namespace) -> XdsTls | None:
+    """`--xds-ca`, `--client-cert`, `--client-key`, `--sds-dir` all or none; paths made absolute (Envoy's cwd
+    is not ours)."""
+    given = {flag: value for flag, value in _tls_flags(args).items() if value}
+    if not given:
+        if args.xds_server_name:
+            raise UsageError("--xds-server-name needs --xds-ca, --client-cert, --client-key and --sds-dir")
+        return None
+    missing = [flag for flag in _tls_flags(args) if flag not in given]
+    if missing:
+        raise UsageError(f"mutual TLS needs {', '.join(missing)} too (given: {', '.join(given)})")
+    for flag in ("--xds-ca", "--client-cert", "--client-key"):
+        if not Path(given[flag]).is_file():
+            raise UsageError(f"{flag} {given[flag]}: no such file")
+    if not Path(given["--sds-dir"]).is_dir():
+        raise UsageError(f"--sds-dir {given['--sds-dir']}: no such directory")
+    absolute = {flag: str(Path(value).absolute()) for flag, value in given.items()}
+    return XdsTls(
+        ca=absolute["--xds-ca"],
+        client_cert=absolute["--client-cert"],
+        client_key=absolute["--client-key"],
+        sds_dir=absolute["--sds-dir"],
+        server_name=args.xds_server_name,
+    )
+
+
+def _tls_flags(args: argparse.Namespace) -> dict[str, str | None]:
+    return {
+        "--xds-ca": args.xds_ca,
+        "--client-cert": args.client_cert,
+        "--client-key": args.client_key,
+        "--sds-dir": args.sds_dir,
+    }
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -546,7 +639,7 @@ def _status(args: argparse.Namespace) -> int:
     from egress_xds.admin.status_view import node_detail, status_table
 
     try:
-        answers = status_answers(args.server, args.node or "", include_resources=bool(args.node))
+        answers = status_answers(args.server, args.node or "", include_resources=bool(args.node), tls=_client_tls(args))
     except AdminUnavailable as error:
         raise CommandFailed(str(error)) from None
     response = answers.nodes
