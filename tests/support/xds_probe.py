@@ -47,8 +47,10 @@ async def _ads(args: argparse.Namespace) -> dict[str, Any]:
     async with _channel(args) as channel:
         call = ads_pb2_grpc.AggregatedDiscoveryServiceStub(channel).StreamAggregatedResources()
         try:
+            # the node on the first request; listeners only once clusters arrived (a write racing a refusal would
+            # make the client library report its own INTERNAL instead of the server's status)
             await call.write(DiscoveryRequest(type_url=CLUSTER_TYPE_URL, node=node))
-            await call.write(DiscoveryRequest(type_url=LISTENER_TYPE_URL))
+            asked_listeners = False
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline:
                 try:
@@ -63,6 +65,9 @@ async def _ads(args: argparse.Namespace) -> dict[str, Any]:
                         type_url=response.type_url, response_nonce=response.nonce, version_info=response.version_info
                     )
                 )
+                if not asked_listeners:
+                    asked_listeners = True
+                    await call.write(DiscoveryRequest(type_url=LISTENER_TYPE_URL))
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError):  # the server ended the call first
             pass
         if not call.done():

@@ -32,7 +32,7 @@ from egress_xds.xds.server import bound_port, certificates_of, registry_of, star
 from egress_xds.xds.tls import ServerTls
 from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from tests.support.spiffe import Issued, SpiffeCA, replace_atomically, serial_of
-from tests.xds.client import SotwClient, make_node
+from tests.xds.client import DeltaClient, SotwClient, make_node
 
 PASSWORD_A = "pw-a-5Jq8"
 PASSWORD_B = "pw-b-Zr7x"
@@ -165,6 +165,28 @@ async def test_claiming_another_namespace_is_denied_and_gets_nothing_of_it(
     assert registry_of(running.server).for_node("app-1") == []
 
 
+async def test_delta_streams_are_held_to_the_certificate_too(pki: Pki, running: Running) -> None:
+    cert = pki.ca.workload("a", "default")
+    async with pki.channel(cert, running.port) as channel:
+        liar = DeltaClient(channel, make_node("delta-1", {"namespace": "b"}))
+        await liar.send(CLUSTER_TYPE_URL)  # one request: the node; a second would race the refusal
+        await asyncio.wait_for(liar.ended.wait(), 5)
+        assert await liar.call.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert liar.responses.empty()
+        await liar.close()
+        honest = DeltaClient(channel, make_node("delta-2"))
+        await honest.send(CLUSTER_TYPE_URL)
+        await honest.send(LISTENER_TYPE_URL)
+        blob = b""
+        for _ in range(2):
+            response = await honest.recv()
+            blob += response.SerializeToString()
+            await honest.ack(response)
+        await honest.close()
+    assert base64.b64encode(f"user-a:{PASSWORD_A}".encode()) in blob
+    assert PASSWORD_B.encode() not in blob and base64.b64encode(f"user-b:{PASSWORD_B}".encode()) not in blob
+
+
 async def test_claiming_another_service_account_is_denied(pki: Pki, running: Running) -> None:
     cert = pki.ca.workload("a", "default")
     async with pki.channel(cert, running.port) as channel:
@@ -203,9 +225,9 @@ async def test_a_certificate_without_one_spiffe_id_of_the_kubernetes_form_is_den
 ) -> None:
     cert = pki.ca.workload("x", "y", uri=uri, extra_uris=extra, stem="odd")
     async with pki.channel(cert, running.port) as channel:
+        # refused before any request is read: the client only waits (a write racing the refusal would make the
+        # client library report its own INTERNAL instead of the server's status)
         client = SotwClient(channel, make_node("odd-1", {"namespace": "b"}))
-        with contextlib.suppress(grpc.aio.AioRpcError):  # refused before the node is even read
-            await subscribe(client)
         blob = b"".join(await all_responses(client, 0.5))
         await asyncio.wait_for(client.ended.wait(), 5)
         assert await client.call.code() == grpc.StatusCode.PERMISSION_DENIED
