@@ -4,6 +4,8 @@ admin write check (admin/write_access.py) reads gRPC's peer strings right."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from egress_xds.admin.write_access import WriteAccess, is_loopback_peer
 from egress_xds.policy.node import Node
@@ -118,3 +120,24 @@ def test_reload_is_allowed_from_loopback_or_an_admin_identity_only() -> None:
     assert access.refusal(remote, _auth(b"not spiffe")) is not None
     unverified = WriteAccess(frozenset({admin}), verifies_clients=False)  # no --client-ca: a cert is never trusted
     assert unverified.refusal(remote, _auth(str(admin).encode())) is not None
+
+
+_LABEL = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
+_SPIFFE = st.builds(SpiffeId, st.from_regex(r"\A[a-z][a-z0-9.-]{0,20}\Z"), _LABEL, _LABEL)
+
+
+@pytest.mark.fuzz
+@given(_SPIFFE)
+def test_every_kubernetes_spiffe_id_reads_back_as_itself(identity: SpiffeId) -> None:
+    assert parse_spiffe_id(str(identity)) == identity
+
+
+@pytest.mark.fuzz
+@given(_SPIFFE, st.integers(min_value=0), st.sampled_from(["/", "%", "?", "#", ":", "@", "A", " ", "\n", "\u0430"]))
+def test_a_foreign_character_anywhere_in_an_id_is_refused(identity: SpiffeId, at: int, char: str) -> None:
+    """None of these characters belongs in a Kubernetes SPIFFE id (a '/' adds or empties a path segment): wherever
+    it is put, the id is refused, never read as some other identity."""
+    text = str(identity)
+    position = at % (len(text) + 1)
+    with pytest.raises(IdentityError):
+        parse_spiffe_id(text[:position] + char + text[position:])
