@@ -217,6 +217,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPIFFE_ID",
         help="with --client-ca: this identity may call the admin Reload (besides loopback), repeatable",
     )
+    serve.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help="also serve grpc.health.v1 alone, in plaintext, here (for probes that cannot do TLS, e.g. the kubelet's)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
         "--log-format", default="plain", choices=("plain", "json"), help="log lines as text or JSON objects"
@@ -580,7 +585,8 @@ def _serve(args: argparse.Namespace) -> int:
         kubeconfig = Path(args.kubeconfig) if args.kubeconfig else None
         kubernetes = KubernetesOptions(client=ClientSettings(kubeconfig=kubeconfig, context=args.kube_context))
 
-    for flag, address in (("--listen", args.listen), ("--metrics-address", args.metrics_address)):
+    addresses = (("--listen", args.listen), ("--metrics-address", args.metrics_address))
+    for flag, address in (*addresses, ("--health-listen", args.health_listen)):
         if address is not None:
             try:
                 check_listen_address(address)
@@ -598,6 +604,7 @@ def _serve(args: argparse.Namespace) -> int:
         from_env=bool(args.from_env),
         tls=tls,
         admin_identities=admin_identities,
+        health_address=args.health_listen,
     )
     try:
         asyncio.run(serve(options))

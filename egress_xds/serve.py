@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+from grpc_health.v1.health import aio as health_aio
 
 from egress_xds.admin import DebugState, PolicyReloader, add_debug_services
 from egress_xds.admin.reloads import FILE_CHANGE, SIGNAL
+from egress_xds.admin.server import start_health_server
 from egress_xds.admin.write_access import WriteAccess
 from egress_xds.listen_address import bind_failure
 from egress_xds.logs import scrub_logs
@@ -32,7 +34,7 @@ from egress_xds.sources.kubernetes.layers import PolicyLayers
 from egress_xds.sources.policy_source import PolicySource
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.identity import SpiffeId
-from egress_xds.xds.server import install_signal_handlers, registry_of, start_server
+from egress_xds.xds.server import install_signal_handlers, registry_of, start_server, stop_server
 from egress_xds.xds.tls import ServerTls, TlsFilesError
 
 if TYPE_CHECKING:  # the kubernetes client is imported only with --kubernetes
@@ -55,6 +57,7 @@ class ServeOptions:
     from_env: bool = True  # with config None and kubernetes set, False means: no file or environment policy
     tls: ServerTls | None = None  # --tls-cert / --tls-key / --client-ca; None: plaintext
     admin_identities: frozenset[SpiffeId] = frozenset()  # --admin-identity: may call Reload besides loopback
+    health_address: str | None = None  # --health-listen: plaintext grpc.health.v1 only (probes without TLS)
 
 
 class StartupError(Exception):
@@ -112,6 +115,8 @@ async def _serve(
     )
     reloader.loaded(policies)
 
+    health: list[health_aio.HealthServicer] = []
+
     async def add_debug(server: grpc.aio.Server) -> None:
         state = DebugState(
             publisher.cache,
@@ -124,7 +129,7 @@ async def _serve(
                 options.admin_identities, verifies_clients=options.tls is not None and options.tls.verifies_clients
             ),
         )
-        await add_debug_services(server, state)
+        health.append(await add_debug_services(server, state))
 
     try:
         server = await start_server(publisher.cache, options.listen, before_start=add_debug, tls=options.tls)
@@ -136,6 +141,17 @@ async def _serve(
         if kubernetes is not None:
             await kubernetes.stop()
         raise StartupError(f"cannot listen on {options.listen}: {bind_failure(options.listen)}") from None
+    health_server = None
+    if options.health_address is not None:
+        try:
+            health_server, health_port = await start_health_server(options.health_address, health[0])
+        except RuntimeError:
+            await stop_server(server, grace=0)
+            if kubernetes is not None:
+                await kubernetes.stop()
+            reason = bind_failure(options.health_address)
+            raise StartupError(f"cannot listen on {options.health_address} (health): {reason}") from None
+        _log.info("health (grpc.health.v1, plaintext) on %s (port %d)", options.health_address, health_port)
     stopped = asyncio.Event()
     install_signal_handlers(server, SHUTDOWN_GRACE_SECONDS, on_stop=stopped.set)
     remove_reload_signal = _reload_on_sighup(reloader)
@@ -155,6 +171,8 @@ async def _serve(
     if watcher is not None:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+    if health_server is not None:
+        await health_server.stop(0)
     if kubernetes is not None:
         await kubernetes.stop()
     _log.info("stopped")

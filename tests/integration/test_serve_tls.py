@@ -98,3 +98,34 @@ def test_bootstrap_tls_flags_go_together(tmp_path: Path, ca: SpiffeCA) -> None:
         "xds-client-certificate.yaml",
         "xds-trusted-ca.yaml",
     ]
+
+
+def test_health_listen_answers_plaintext_probes_and_nothing_else(tmp_path: Path, ca: SpiffeCA) -> None:
+    """The kubelet's grpc probe cannot do TLS: --health-listen serves health alone, in plaintext."""
+    import re
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
+
+    server = ca.server("localhost", "127.0.0.1")
+    policy = write_policy(tmp_path, POLICY)
+    tls = ["--tls-cert", str(server.cert), "--tls-key", str(server.key), "--client-ca", str(ca.ca_pem)]
+    serve = ServeCommand(
+        ["--config", str(policy)], tmp_path / "serve.log", extra=[*tls, "--health-listen", "127.0.0.1:0"]
+    )
+    try:
+        found = re.search(r"health \(grpc.health.v1, plaintext\) on \S+ \(port (\d+)\)", serve.log())
+        assert found is not None, serve.describe()
+        with grpc.insecure_channel(f"127.0.0.1:{found.group(1)}") as channel:
+            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            try:
+                admin_pb2_grpc.AdminStub(channel).GetPolicy(admin_pb2.GetPolicyRequest(), timeout=5)
+            except grpc.RpcError as error:
+                assert isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNIMPLEMENTED
+            else:
+                raise AssertionError("the health port answered an admin call")
+    finally:
+        serve.stop()
