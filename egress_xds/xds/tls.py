@@ -54,6 +54,7 @@ class ReloadingCertificates:
     def __init__(self, tls: ServerTls) -> None:
         self.tls = tls
         self._loaded = self._load()  # raises TlsFilesError: the server does not start on unusable files
+        self._failed: _Stamp | None = None  # the files' stamp when they last could not be used
         self.reloads = 0
 
     def configuration(self) -> grpc.ServerCertificateConfiguration:
@@ -62,10 +63,12 @@ class ReloadingCertificates:
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC's fetcher: a new configuration if the files changed (and are usable), else None (keep the last)."""
         try:
-            if self._stamp() == self._loaded.stamp:
-                return None
+            stamp = self._stamp()
+            if stamp in (self._loaded.stamp, self._failed):
+                return None  # unchanged, or the same unusable state already reported (once, not per handshake)
             loaded = self._load()
         except TlsFilesError as error:
+            self._failed = _failed_stamp(self._paths())
             log.warning("TLS files changed but cannot be used, keeping the previous certificate: %s", error)
             return None
         except Exception as error:  # never let a fetcher failure reach gRPC's core (it would fail the handshake)
@@ -88,14 +91,7 @@ class ReloadingCertificates:
         return (self.tls.cert, self.tls.key) + ((self.tls.client_ca,) if self.tls.client_ca else ())
 
     def _stamp(self) -> _Stamp:
-        stamps = []
-        for path in self._paths():
-            try:
-                info = os.stat(path)
-            except OSError as error:
-                raise TlsFilesError(f"{path}: {(error.strerror or str(error)).lower()}") from None
-            stamps.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
-        return tuple(stamps)
+        return _stamp_of(self._paths())
 
     def _load(self) -> _Loaded:
         before = self._stamp()
@@ -107,6 +103,25 @@ class ReloadingCertificates:
         if self._stamp() != before:
             raise TlsFilesError("the files changed while being read; trying again at the next connection")
         return _Loaded(before, cert, key, client_ca)
+
+
+def _failed_stamp(paths: tuple[Path, ...]) -> _Stamp | None:
+    """The stamp of files that could not be used (None when one is missing: then it is checked again)."""
+    try:
+        return _stamp_of(paths)
+    except TlsFilesError:
+        return None
+
+
+def _stamp_of(paths: tuple[Path, ...]) -> _Stamp:
+    stamps = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            raise TlsFilesError(f"{path}: {(error.strerror or str(error)).lower()}") from None
+        stamps.append((info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns))
+    return tuple(stamps)
 
 
 def _configuration(loaded: _Loaded) -> grpc.ServerCertificateConfiguration:
@@ -121,14 +136,17 @@ def _read(path: Path | None) -> bytes:
         raise TlsFilesError(f"{path}: {(error.strerror or str(error)).lower()}") from None
 
 
+_NOT_A_PAIR = "not a PEM certificate and its unencrypted private key"
+
+
 def _check_pair(cert: Path, key: Path) -> None:
     """The key belongs to the certificate (a rotation caught between writing the two files fails here)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=_no_password)  # an encrypted key fails, never prompts
     except ssl.SSLError as error:
-        reason = error.reason or "not a PEM certificate and matching private key"
-        raise TlsFilesError(f"{cert} / {key}: {reason.lower().replace('_', ' ')}") from None
+        reason = error.reason.lower().replace("_", " ") if error.reason else _NOT_A_PAIR
+        raise TlsFilesError(f"{cert} / {key}: {reason}") from None
     except OSError as error:
         raise TlsFilesError(f"{cert} / {key}: {(error.strerror or str(error)).lower()}") from None
 
@@ -139,3 +157,8 @@ def _check_ca(path: Path | None, data: bytes) -> None:
         context.load_verify_locations(cadata=data.decode("ascii", errors="replace"))
     except (ssl.SSLError, ValueError):
         raise TlsFilesError(f"{path}: no PEM CA certificate in it") from None
+
+
+def _no_password() -> bytes:
+    """gRPC cannot use an encrypted key; without a callback OpenSSL would prompt on the terminal."""
+    return b""
