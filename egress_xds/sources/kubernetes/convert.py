@@ -119,9 +119,14 @@ def referenced_secrets(ref: ResourceRef, resource: Mapping[str, Any]) -> frozens
 
 
 def has_workload_selector(resource: Mapping[str, Any]) -> bool:
-    """A non-empty `workloadSelector` (an empty one selects every pod, like a resource without one)."""
+    """A non-empty `workloadSelector` (an empty one selects every pod, like a resource without one), or a
+    `serviceAccounts` list: either narrows the resource to some pods, so it goes before the defaults."""
     spec = resource.get("spec")
-    value = spec.get(SELECTOR_KEY) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return False
+    if spec.get(SERVICE_ACCOUNTS_KEY):
+        return True
+    value = spec.get(SELECTOR_KEY)
     return isinstance(value, dict) and bool(value.get("matchLabels") or value.get("matchExpressions"))
 
 
