@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from egress_xds import __version__
+from egress_xds.defaults import CAPTURE_PORT, FILE_DEBOUNCE_MS, SERVE_LISTEN, SERVER_ADDRESS
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
@@ -167,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     capture = commands.add_parser("capture", help="redirect outbound TCP to the Envoy sidecar with iptables")
-    capture.add_argument("--port", type=int, default=15001, help="Envoy's capture port (default %(default)s)")
+    capture.add_argument("--port", type=int, default=CAPTURE_PORT, help="Envoy's capture port (default %(default)s)")
     capture.add_argument(
         "--envoy-uid", type=int, default=1337, help="Envoy's uid, never captured (default %(default)s)"
     )
@@ -188,11 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--from-env", action="store_true", help="build the policy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY"
     )
+    serve.add_argument("--listen", default=SERVE_LISTEN, metavar="HOST:PORT", help="gRPC address (default %(default)s)")
     serve.add_argument(
-        "--listen", default="0.0.0.0:18000", metavar="HOST:PORT", help="gRPC address (default %(default)s)"
-    )
-    serve.add_argument(
-        "--debounce-ms", type=int, default=200, help="coalesce file changes within this time (default %(default)s)"
+        "--debounce-ms",
+        type=int,
+        default=FILE_DEBOUNCE_MS,
+        help="coalesce file changes within this time (default %(default)s)",
     )
     serve.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics")
     serve.add_argument(
@@ -230,7 +232,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="are the connected Envoys in sync? (like istioctl proxy-status)")
     status.add_argument(
-        "--server", default="127.0.0.1:18000", metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
+        "--server", default=SERVER_ADDRESS, metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
     )
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
     _client_tls_arguments(status)
@@ -511,7 +513,7 @@ def _tls_flags(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from egress_xds.explain import Protocol, explain, parse_destination
+    from egress_xds.explain import TrafficKind, explain, parse_destination
 
     node, policy = _node_policy(args)
     if node.mode is not NodeMode.SIDECAR:
@@ -521,7 +523,7 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"node {node.id} gets policy {policy.name!r} ({policy.source})")
     for destination in args.destinations:
         try:
-            protocol = Protocol(args.protocol) if args.protocol else None
+            protocol = TrafficKind(args.protocol) if args.protocol else None
             probe = parse_destination(destination, protocol=protocol, address=args.address)
         except ValueError as error:
             raise UsageError(f"{destination!r}: {error}") from None

@@ -16,15 +16,15 @@ from egress_xds import metrics
 from egress_xds.admin import messages
 from egress_xds.admin.policy_summary import policy_summary
 from egress_xds.admin.redact_resources import resources_json
-from egress_xds.admin.reloads import ADMIN, ReloadAttempt
-from egress_xds.admin.state import DebugState
+from egress_xds.admin.state import DebugView
 from egress_xds.admin.sync import expected_set, group_labels, snapshot_of, stream_sync
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 from egress_xds.policy.node import PolicyGroup
 from egress_xds.scrub import SecretScrubber
+from egress_xds.sources.reloader import ADMIN, ReloadAttempt
+from egress_xds.type_urls import ads_sort_key
 from egress_xds.xds.registry import StreamRecord
 from egress_xds.xds.snapshot import PreparedResource
-from egress_xds.xds.type_urls import ads_sort_key
 
 SERVICE_NAME = "egress_xds.admin.v1.Admin"
 
@@ -32,7 +32,7 @@ log = logging.getLogger("egress_xds.admin")
 
 
 class AdminService:
-    def __init__(self, state: DebugState) -> None:
+    def __init__(self, state: DebugView) -> None:
         self._state = state
 
     def add_to_server(self, server: grpc.aio.Server) -> None:

@@ -19,6 +19,7 @@ import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 
 from egress_xds import metrics
+from egress_xds.defaults import SERVE_LISTEN
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.delta import DeltaStream
 from egress_xds.xds.identity import IdentityError, SpiffeId, identity_of
@@ -162,7 +163,7 @@ _RUNNING: weakref.WeakKeyDictionary[grpc.aio.Server, _Running] = weakref.WeakKey
 
 def create_server(
     cache: SnapshotCache,
-    listen: str = "0.0.0.0:18000",
+    listen: str = SERVE_LISTEN,
     *,
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
@@ -194,7 +195,7 @@ def create_server(
 
 async def start_server(
     cache: SnapshotCache,
-    listen: str = "0.0.0.0:18000",
+    listen: str = SERVE_LISTEN,
     *,
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,

@@ -24,7 +24,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from google.protobuf.struct_pb2 import Struct
 
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 
 
 def _channel(args: argparse.Namespace) -> grpc.aio.Channel:

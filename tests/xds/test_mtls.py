@@ -23,14 +23,14 @@ import pytest
 from cryptography import x509
 from prometheus_client import REGISTRY
 
-from egress_xds.admin import DebugState, add_debug_services
+from egress_xds.admin import DebugView, add_debug_services
 from egress_xds.policy.model import PolicySet
 from egress_xds.publish import PolicyPublisher
 from egress_xds.sources.file import policy_from_bytes
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.server import bound_port, certificates_of, registry_of, start_server, stop_server
 from egress_xds.xds.tls import ServerTls
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from tests.support.spiffe import Issued, SpiffeCA, replace_atomically, serial_of
 from tests.xds.client import DeltaClient, SotwClient, make_node
 
@@ -98,7 +98,7 @@ async def running(pki: Pki) -> AsyncIterator[Running]:
     publisher.publish(load(policy_text()))
 
     async def debug(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, DebugState(publisher.cache, registry_of(server)))
+        await add_debug_services(server, DebugView(publisher.cache, registry_of(server)))
 
     tls = ServerTls(pki.server.cert, pki.server.key, pki.ca.ca_pem)
     server = await start_server(publisher.cache, "127.0.0.1:0", tls=tls, before_start=debug)
