@@ -28,7 +28,14 @@ from egress_xds.redact import contains_redactions, redact_config
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
 from egress_xds.translate import translate
-from egress_xds.translate.bootstrap import DEFAULT_ADMIN_ADDRESS, ads_bootstrap, resources_as_dict, static_bootstrap
+from egress_xds.translate.bootstrap import (
+    DEFAULT_ADMIN_ADDRESS,
+    XdsTls,
+    ads_bootstrap,
+    resources_as_dict,
+    sds_files,
+    static_bootstrap,
+)
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -139,6 +146,20 @@ def _parser() -> argparse.ArgumentParser:
     bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
     bootstrap.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, metavar="HOST:PORT")
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
+    xds_tls = bootstrap.add_argument_group("mutual TLS to the server (certificate files are re-read when rotated)")
+    xds_tls.add_argument("--xds-ca", metavar="FILE", help="CA that signed the server's certificate (PEM)")
+    xds_tls.add_argument("--client-cert", metavar="FILE", help="Envoy's client certificate chain (SPIFFE id, PEM)")
+    xds_tls.add_argument("--client-key", metavar="FILE", help="Envoy's client private key (PEM)")
+    xds_tls.add_argument(
+        "--xds-server-name",
+        metavar="NAME",
+        help="the server's name in its certificate (default: the --xds-address host)",
+    )
+    xds_tls.add_argument(
+        "--sds-dir",
+        metavar="DIR",
+        help="where to write the two SDS files that point Envoy at the certificate files (Envoy must read them)",
+    )
     _pod_arguments(bootstrap)
     bootstrap.set_defaults(handler=_bootstrap)
 
@@ -195,6 +216,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--kubeconfig", help="with --kubernetes: this kubeconfig instead of in-cluster config")
     serve.add_argument("--kube-context", help="with --kubernetes: this kubeconfig context")
+    tls = serve.add_argument_group("TLS (every service on --listen; files are re-read when they change)")
+    tls.add_argument("--tls-cert", metavar="FILE", help="the server's certificate chain (PEM)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the server's private key (PEM)")
+    tls.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="require client certificates chaining to this CA; their SPIFFE id gives the namespace",
+    )
+    tls.add_argument(
+        "--admin-identity",
+        action="append",
+        default=[],
+        metavar="SPIFFE_ID",
+        help="with --client-ca: this identity may call the admin Reload (besides loopback), repeatable",
+    )
+    serve.add_argument(
+        "--health-listen",
+        metavar="HOST:PORT",
+        help="also serve grpc.health.v1 alone, in plaintext, here (for probes that cannot do TLS, e.g. the kubelet's)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
         "--log-format", default="plain", choices=("plain", "json"), help="log lines as text or JSON objects"
@@ -206,6 +247,7 @@ def _parser() -> argparse.ArgumentParser:
         "--server", default=SERVER_ADDRESS, metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
     )
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
+    _client_tls_arguments(status)
     status.add_argument(
         "--fail-nack-after",
         type=_seconds,
@@ -221,6 +263,32 @@ def _parser() -> argparse.ArgumentParser:
     _output_argument(status)
     status.set_defaults(handler=_status)
     return parser
+
+
+def _client_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS to a server started with --tls-cert (`--cert`/`--key` when it requires client certificates)."""
+    group = parser.add_argument_group("TLS to the server")
+    group.add_argument("--ca", metavar="FILE", help="CA of the server's certificate (PEM): connect over TLS")
+    group.add_argument("--cert", metavar="FILE", help="client certificate chain (PEM), for a server with --client-ca")
+    group.add_argument("--key", metavar="FILE", help="client private key (PEM)")
+    group.add_argument("--server-name", metavar="NAME", help="the name in the server's certificate (default: host)")
+
+
+def _client_tls(args: argparse.Namespace) -> Any:
+    from egress_xds.admin.client import ClientTls
+
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key go together")
+    if not args.ca:
+        if args.cert or args.server_name:
+            raise UsageError("--cert, --key and --server-name need --ca (TLS)")
+        return None
+    return ClientTls(
+        Path(args.ca),
+        Path(args.cert) if args.cert else None,
+        Path(args.key) if args.key else None,
+        server_name=args.server_name,
+    )
 
 
 def _subparser_class(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
@@ -400,6 +468,7 @@ def _render(args: argparse.Namespace) -> int:
 def _bootstrap(args: argparse.Namespace) -> int:
     node = _node(args)
     node = Node(id=node.id, metadata={**_pod_metadata(args), **node.metadata})  # explicit --node-meta wins
+    xds_tls = _bootstrap_tls(args)
     try:
         data = ads_bootstrap(
             node.id,
@@ -407,11 +476,55 @@ def _bootstrap(args: argparse.Namespace) -> int:
             delta=args.delta,
             admin_address=args.admin_address,
             node_metadata=node.metadata,
+            xds_tls=xds_tls,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if xds_tls is not None:
+        for path, content in sds_files(xds_tls).items():
+            try:
+                Path(path).write_text(json.dumps(content, indent=2) + "\n")
+            except OSError as error:
+                raise CommandFailed(
+                    f"--sds-dir: cannot write {path}: {(error.strerror or str(error)).lower()}"
+                ) from None
     _print(data, args.format)
     return EXIT_OK
+
+
+def _bootstrap_tls(args: argparse.Namespace) -> XdsTls | None:
+    """`--xds-ca`, `--client-cert`, `--client-key`, `--sds-dir` all or none; paths made absolute (Envoy's cwd
+    is not ours)."""
+    given = {flag: value for flag, value in _tls_flags(args).items() if value}
+    if not given:
+        if args.xds_server_name:
+            raise UsageError("--xds-server-name needs --xds-ca, --client-cert, --client-key and --sds-dir")
+        return None
+    missing = [flag for flag in _tls_flags(args) if flag not in given]
+    if missing:
+        raise UsageError(f"mutual TLS needs {', '.join(missing)} too (given: {', '.join(given)})")
+    for flag in ("--xds-ca", "--client-cert", "--client-key"):
+        if not Path(given[flag]).is_file():
+            raise UsageError(f"{flag} {given[flag]}: no such file")
+    if not Path(given["--sds-dir"]).is_dir():
+        raise UsageError(f"--sds-dir {given['--sds-dir']}: no such directory")
+    absolute = {flag: str(Path(value).absolute()) for flag, value in given.items()}
+    return XdsTls(
+        ca=absolute["--xds-ca"],
+        client_cert=absolute["--client-cert"],
+        client_key=absolute["--client-key"],
+        sds_dir=absolute["--sds-dir"],
+        server_name=args.xds_server_name,
+    )
+
+
+def _tls_flags(args: argparse.Namespace) -> dict[str, str | None]:
+    return {
+        "--xds-ca": args.xds_ca,
+        "--client-cert": args.client_cert,
+        "--client-key": args.client_key,
+        "--sds-dir": args.sds_dir,
+    }
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -490,12 +603,14 @@ def _serve(args: argparse.Namespace) -> int:
         kubeconfig = Path(args.kubeconfig) if args.kubeconfig else None
         kubernetes = KubernetesOptions(client=ClientSettings(kubeconfig=kubeconfig, context=args.kube_context))
 
-    for flag, address in (("--listen", args.listen), ("--metrics-address", args.metrics_address)):
+    addresses = (("--listen", args.listen), ("--metrics-address", args.metrics_address))
+    for flag, address in (*addresses, ("--health-listen", args.health_listen)):
         if address is not None:
             try:
                 check_listen_address(address)
             except ValueError as error:
                 raise UsageError(f"{flag} {error}") from None
+    tls, admin_identities = _serve_tls(args)
     configure_logging(args.log_level, args.log_format)
     options = ServeOptions(
         config=Path(args.config) if args.config else None,
@@ -505,6 +620,9 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         kubernetes=kubernetes,
         from_env=bool(args.from_env),
+        tls=tls,
+        admin_identities=admin_identities,
+        health_address=args.health_listen,
     )
     try:
         asyncio.run(serve(options))
@@ -513,6 +631,29 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as error:
         raise CommandFailed(f"serve: {error}") from None
     return EXIT_OK
+
+
+def _serve_tls(args: argparse.Namespace) -> tuple[Any, frozenset[Any]]:
+    """`--tls-cert`, `--tls-key`, `--client-ca`, `--admin-identity`: checked together (usage errors, exit 2)."""
+    from egress_xds.xds.identity import IdentityError, parse_spiffe_id
+    from egress_xds.xds.tls import ServerTls
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if args.client_ca and not args.tls_cert:
+        raise UsageError("--client-ca needs --tls-cert and --tls-key")
+    if args.admin_identity and not args.client_ca:
+        raise UsageError("--admin-identity needs --client-ca (identities come from verified client certificates)")
+    identities = set()
+    for text in args.admin_identity:
+        try:
+            identities.add(parse_spiffe_id(text))
+        except IdentityError as error:
+            raise UsageError(f"--admin-identity {text!r}: {error}") from None
+    if not args.tls_cert:
+        return None, frozenset()
+    client_ca = Path(args.client_ca) if args.client_ca else None
+    return ServerTls(Path(args.tls_cert), Path(args.tls_key), client_ca), frozenset(identities)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -529,7 +670,7 @@ def _status(args: argparse.Namespace) -> int:
         # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
         raise UsageError(f"--server {args.server!r}: expected HOST:PORT") from None
     try:
-        answers = status_answers(args.server, args.node or "", include_resources=bool(args.node))
+        answers = status_answers(args.server, args.node or "", include_resources=bool(args.node), tls=_client_tls(args))
     except AdminUnavailable as error:
         raise CommandFailed(str(error)) from None
     response = answers.nodes

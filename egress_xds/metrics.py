@@ -8,6 +8,8 @@ counter increments and no label lookup.
 
 from __future__ import annotations
 
+import re
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 # Label values created up front, so that a scrape shows zeros instead of missing series.
@@ -34,6 +36,23 @@ CONVERGENCE_SECONDS = Histogram(
     ["type"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
+
+IDENTITY_MISMATCHES = Counter(
+    "egress_xds_identity_mismatches",
+    "ADS streams refused (PERMISSION_DENIED) because the node's metadata claimed another namespace or service "
+    "account than its client certificate, by field, claimed value and certificate value",
+    ["field", "claimed", "certificate"],
+)
+PEERS_REFUSED = Counter(
+    "egress_xds_peers_refused",
+    "Calls refused for the peer's identity (no SPIFFE id in the certificate, admin write not allowed), by reason",
+    ["reason"],
+)
+# A claimed value is the client's choice: label values are kept to Kubernetes names and the number of distinct
+# (field, claimed, certificate) series is capped, past which they count under "<other>".
+MAX_MISMATCH_SERIES = 200
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?")
+_mismatch_series: set[tuple[str, str, str]] = set()
 
 for _result in ("ok", "invalid"):
     RELOADS.labels(result=_result)
@@ -64,6 +83,21 @@ def nack_received(type_name: str) -> None:
 
 def converged(type_name: str, seconds: float) -> None:
     _CONVERGENCE[type_name].observe(seconds)
+
+
+def identity_mismatch(field: str, claimed: str, certificate: str) -> None:
+    labels = (field, claimed if _NAME.fullmatch(claimed) else "<invalid>", certificate)
+    if labels not in _mismatch_series:
+        if len(_mismatch_series) >= MAX_MISMATCH_SERIES:
+            labels = (field, "<other>", "<other>")
+        else:
+            _mismatch_series.add(labels)
+    IDENTITY_MISMATCHES.labels(field=labels[0], claimed=labels[1], certificate=labels[2]).inc()
+
+
+def peer_refused(reason: str) -> None:
+    """`reason` is one of a few fixed words (no-identity, bad-identity, admin-write)."""
+    PEERS_REFUSED.labels(reason=reason).inc()
 
 
 def serve_metrics(address: str) -> str:

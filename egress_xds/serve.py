@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
+from grpc_health.v1.health import aio as health_aio
 
 from egress_xds.admin import DebugView, PolicyReloader, add_debug_services
+from egress_xds.admin.server import start_health_server
+from egress_xds.admin.write_access import WriteAccess
 from egress_xds.defaults import FILE_DEBOUNCE_MS, SERVE_LISTEN
 from egress_xds.listen_address import bind_failure
 from egress_xds.logs import scrub_logs
@@ -31,7 +34,9 @@ from egress_xds.sources.kubernetes.layers import PolicyLayers
 from egress_xds.sources.policy_source import PolicySource
 from egress_xds.sources.reloader import FILE_CHANGE, SIGNAL
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.server import install_signal_handlers, registry_of, start_server
+from egress_xds.xds.identity import SpiffeId
+from egress_xds.xds.server import install_signal_handlers, registry_of, start_server, stop_server
+from egress_xds.xds.tls import ServerTls, TlsFilesError
 
 if TYPE_CHECKING:  # the kubernetes client is imported only with --kubernetes
     from egress_xds.sources.kubernetes.source import KubernetesOptions, KubernetesSource
@@ -50,6 +55,9 @@ class ServeOptions:
     metrics_address: str | None = None
     kubernetes: KubernetesOptions | None = None  # also follow EgressProxy resources; they take precedence
     from_env: bool = True  # with config None and kubernetes set, False means: no file or environment policy
+    tls: ServerTls | None = None  # --tls-cert / --tls-key / --client-ca; None: plaintext
+    admin_identities: frozenset[SpiffeId] = frozenset()  # --admin-identity: may call Reload besides loopback
+    health_address: str | None = None  # --health-listen: plaintext grpc.health.v1 only (probes without TLS)
 
 
 class StartupError(Exception):
@@ -95,6 +103,7 @@ async def _serve(
         except OSError as error:
             reason = (error.strerror or str(error)).lower()
             raise StartupError(f"cannot listen on {options.metrics_address} (metrics): {reason}") from None
+    _warn_about_trust(options.tls, options.listen)
     kubernetes = await _start_kubernetes(options, publisher, layers)
     policies = layers.current()
     _report_publish(publisher.publish(policies), policies, "loaded")
@@ -106,6 +115,8 @@ async def _serve(
     )
     reloader.loaded(policies)
 
+    health: list[health_aio.HealthServicer] = []
+
     async def add_debug(server: grpc.aio.Server) -> None:
         state = DebugView(
             publisher.cache,
@@ -114,15 +125,33 @@ async def _serve(
             source=_source(options),
             reloader=reloader,
             scrubber=scrubber,
+            write_access=WriteAccess(
+                options.admin_identities, verifies_clients=options.tls is not None and options.tls.verifies_clients
+            ),
         )
-        await add_debug_services(server, state)
+        health.append(await add_debug_services(server, state))
 
     try:
-        server = await start_server(publisher.cache, options.listen, before_start=add_debug)
+        server = await start_server(publisher.cache, options.listen, before_start=add_debug, tls=options.tls)
+    except TlsFilesError as error:
+        if kubernetes is not None:
+            await kubernetes.stop()
+        raise StartupError(f"cannot serve TLS: {error}") from None
     except RuntimeError:  # gRPC says only "Failed to bind to address"
         if kubernetes is not None:
             await kubernetes.stop()
         raise StartupError(f"cannot listen on {options.listen}: {bind_failure(options.listen)}") from None
+    health_server = None
+    if options.health_address is not None:
+        try:
+            health_server, health_port = await start_health_server(options.health_address, health[0])
+        except RuntimeError:
+            await stop_server(server, grace=0)
+            if kubernetes is not None:
+                await kubernetes.stop()
+            reason = bind_failure(options.health_address)
+            raise StartupError(f"cannot listen on {options.health_address} (health): {reason}") from None
+        _log.info("health (grpc.health.v1, plaintext) on %s (port %d)", options.health_address, health_port)
     stopped = asyncio.Event()
     install_signal_handlers(server, SHUTDOWN_GRACE_SECONDS, on_stop=stopped.set)
     remove_reload_signal = _reload_on_sighup(reloader)
@@ -142,9 +171,27 @@ async def _serve(
     if watcher is not None:
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
+    if health_server is not None:
+        await health_server.stop(0)
     if kubernetes is not None:
         await kubernetes.stop()
     _log.info("stopped")
+
+
+def _warn_about_trust(tls: ServerTls | None, listen: str) -> None:
+    """Said once, at start: without client certificates, node metadata (namespace, labels) decides which
+    policy and credentials a node gets, and any client that reaches the port can claim anything."""
+    if tls is not None and tls.verifies_clients:
+        _log.info("client certificates required (%s): namespace and service account come from them", tls.client_ca)
+        return
+    transport = "plaintext" if tls is None else "TLS without client certificates"
+    _log.warning(
+        "SECURITY: xDS is served over %s; node metadata (namespace, serviceAccount, labels) is TRUSTED AS CLAIMED: "
+        "any client that reaches %s can claim any namespace and receive its proxy credentials. "
+        "Use --tls-cert, --tls-key and --client-ca to verify identities (README, trust model)",
+        transport,
+        listen,
+    )
 
 
 def _reload_on_sighup(reloader: PolicyReloader) -> Callable[[], None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -20,6 +21,32 @@ class AdminUnavailable(Exception):
 
 
 @dataclass(frozen=True)
+class ClientTls:
+    """`--ca FILE [--cert FILE --key FILE] [--server-name NAME]`: TLS to a server started with --tls-cert (and
+    a client certificate when it requires one, --client-ca)."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None  # the name in the server's certificate, when not the --server host
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            _read(self.ca), _read(self.key) if self.key else None, _read(self.cert) if self.cert else None
+        )
+
+    def options(self) -> tuple[tuple[str, str], ...]:
+        return (("grpc.ssl_target_name_override", self.server_name),) if self.server_name else ()
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise AdminUnavailable(f"cannot read {path}: {(error.strerror or str(error)).lower()}") from None
+
+
+@dataclass(frozen=True)
 class StatusAnswers:
     """Everything `status` shows: the streams, and the server's side (its policy and its reloads)."""
 
@@ -28,7 +55,9 @@ class StatusAnswers:
     reloads: admin_pb2.GetReloadErrorsResponse
 
 
-def status_answers(server: str, node_id: str = "", *, include_resources: bool = False) -> StatusAnswers:
+def status_answers(
+    server: str, node_id: str = "", *, include_resources: bool = False, tls: ClientTls | None = None
+) -> StatusAnswers:
     """ListNodes, GetPolicy and GetReloadErrors, on one channel."""
     request = admin_pb2.ListNodesRequest(node_id=node_id, include_resources=include_resources)
     return _ask(
@@ -38,11 +67,17 @@ def status_answers(server: str, node_id: str = "", *, include_resources: bool = 
             policy=stub.GetPolicy(admin_pb2.GetPolicyRequest(), timeout=TIMEOUT_SECONDS),
             reloads=stub.GetReloadErrors(admin_pb2.GetReloadErrorsRequest(), timeout=TIMEOUT_SECONDS),
         ),
+        tls,
     )
 
 
-def _ask(server: str, calls: Callable[[admin_pb2_grpc.AdminStub], T]) -> T:
-    with grpc.insecure_channel(server) as channel:
+def _ask(server: str, calls: Callable[[admin_pb2_grpc.AdminStub], T], tls: ClientTls | None = None) -> T:
+    channel = (
+        grpc.secure_channel(server, tls.credentials(), options=tls.options())
+        if tls is not None
+        else grpc.insecure_channel(server)
+    )
+    with channel:
         try:
             return calls(admin_pb2_grpc.AdminStub(channel))
         except grpc.RpcError as error:

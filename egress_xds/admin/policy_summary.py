@@ -58,6 +58,8 @@ def proxy_summary(proxy: Proxy) -> admin_pb2.ProxySummary:
 def selector_text(selector: NodeSelector) -> str:
     """`id=GLOB key=value key In (a,b)`; `*` alone means every node."""
     parts = [f"id={selector.id_glob}"] if selector.id_glob != "*" else []
+    if selector.service_account_glob is not None:
+        parts.append(f"serviceAccount={selector.service_account_glob}")
     parts += [f"{key}={value}" for key, value in sorted(selector.metadata.items())]
     for requirement in selector.requirements:
         values = f" ({','.join(sorted(requirement.values))})" if requirement.values else ""

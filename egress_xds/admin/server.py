@@ -36,3 +36,16 @@ async def add_debug_services(server: grpc.aio.Server, state: DebugView) -> healt
     reflection.enable_server_reflection((*served, reflection.SERVICE_NAME), server)
     xds_server.on_stopping(server, health_servicer.enter_graceful_shutdown)
     return health_servicer
+
+
+async def start_health_server(listen: str, health_servicer: health_aio.HealthServicer) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server with grpc.health.v1 only, answering from the xDS port's health servicer (so it turns
+    NOT_SERVING with it). For probes that cannot speak TLS (the kubelet's `grpc:` probe) when the xDS port
+    requires it: health says nothing but SERVING / NOT_SERVING. Raises RuntimeError when it cannot bind."""
+    server = grpc.aio.server(options=(("grpc.so_reuseport", 0),))
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    await server.start()
+    return server, port

@@ -7,10 +7,12 @@ error text it returns goes through the secret scrubber.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import grpc
 
+from egress_xds import metrics
 from egress_xds.admin import messages
 from egress_xds.admin.policy_summary import policy_summary
 from egress_xds.admin.redact_resources import resources_json
@@ -26,6 +28,8 @@ from egress_xds.xds.registry import StreamRecord
 from egress_xds.xds.snapshot import PreparedResource
 
 SERVICE_NAME = "egress_xds.admin.v1.Admin"
+
+log = logging.getLogger("egress_xds.admin")
 
 
 class AdminService:
@@ -112,6 +116,12 @@ class AdminService:
     async def Reload(  # gRPC method name
         self, request: admin_pb2.ReloadRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ReloadResponse:
+        refusal = self._state.write_access.refusal(context.peer(), context.auth_context())
+        if refusal is not None:
+            metrics.peer_refused("admin-write")
+            log.warning("admin Reload refused: %s", refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+            raise AssertionError("not reached")  # abort raises; this keeps type checkers honest
         reloader = self._state.reloader
         if reloader is None:
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server has no policy source to reload")
@@ -123,6 +133,12 @@ class AdminService:
         self, request: admin_pb2.GetReloadErrorsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetReloadErrorsResponse:
         response = admin_pb2.GetReloadErrorsResponse()
+        refusal = self._state.write_access.refusal(context.peer(), context.auth_context())
+        if refusal is not None:
+            metrics.peer_refused("admin-write")
+            log.warning("admin Reload refused: %s", refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+            raise AssertionError("not reached")  # abort raises; this keeps type checkers honest
         reloader = self._state.reloader
         if reloader is None:
             return response

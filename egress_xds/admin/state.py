@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from egress_xds.admin.write_access import WriteAccess
 from egress_xds.policy.model import PolicySet
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.reloader import PolicyReloader
@@ -29,3 +30,4 @@ class DebugView:
     source: str = ""  # where the policy comes from, for humans: a file path, "environment", "kubernetes"
     reloader: PolicyReloader | None = None
     scrubber: SecretScrubber = field(default_factory=SecretScrubber)
+    write_access: WriteAccess = field(default_factory=WriteAccess)  # who may call Reload

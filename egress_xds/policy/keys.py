@@ -18,7 +18,7 @@ ENDPOINT_KEYS = frozenset({"url", "priority"})
 HEALTH_CHECK_KEYS = frozenset({"interval", "timeout", "unhealthyThreshold", "healthyThreshold"})
 RULE_KEYS = frozenset({"name", "domains", "cidrs", "ports", "action"})
 ACTION_PROXY_KEYS = frozenset({"proxy"})  # `action: {proxy: NAME}`
-SELECTOR_KEYS = frozenset({"id", "metadata"})
+SELECTOR_KEYS = frozenset({"id", "metadata", "serviceAccount"})  # serviceAccount: a glob
 STANDALONE_KEYS = frozenset({"listeners", "forwardProxy"})
 LISTENER_KEYS = frozenset({"name", "listen", "target", "action"})
 FORWARD_PROXY_KEYS = frozenset({"listen"})
@@ -29,9 +29,10 @@ FORWARD_PROXY_KEYS = frozenset({"listen"})
 # (`credentialsFile`, `caFile`); a rule's action is a string with the proxy name beside it (`proxy`).
 
 SELECTOR_KEY = "workloadSelector"
+SERVICE_ACCOUNTS_KEY = "serviceAccounts"  # names of the pods' service accounts (verified with client certificates)
 SECRET_REF_KEY = "credentialsSecretRef"
 SERVER_FILE_KEYS = frozenset({"credentialsFile", "caFile"})
 SPEC_POLICY_KEYS = POLICY_KEYS - {"name", "nodes", "standalone"}
-SPEC_KEYS = SPEC_POLICY_KEYS | {SELECTOR_KEY, SECRET_REF_KEY}
+SPEC_KEYS = SPEC_POLICY_KEYS | {SELECTOR_KEY, SERVICE_ACCOUNTS_KEY, SECRET_REF_KEY}
 SPEC_PROXY_KEYS = (PROXY_KEYS - SERVER_FILE_KEYS) | {SECRET_REF_KEY}
 SPEC_RULE_KEYS = RULE_KEYS | ACTION_PROXY_KEYS

@@ -157,15 +157,17 @@ class MetadataRequirement:
 
 @dataclass(frozen=True)
 class NodeSelector:
-    """Which Envoy nodes a policy applies to: a glob on the node id, exact node metadata values, and
-    label-selector requirements on the metadata. All of them must hold."""
+    """Which Envoy nodes a policy applies to: a glob on the node id, a glob on its service account (metadata
+    `serviceAccount`, verified with client certificates), exact node metadata values, and label-selector
+    requirements on the metadata. All of them must hold."""
 
     id_glob: str = "*"
     metadata: Mapping[str, str] = field(default_factory=dict)
     requirements: tuple[MetadataRequirement, ...] = ()
+    service_account_glob: str | None = None  # None: any node, with or without a service account
 
     def __hash__(self) -> int:
-        return hash((self.id_glob, tuple(sorted(self.metadata.items())), self.requirements))
+        return hash((self.id_glob, tuple(sorted(self.metadata.items())), self.requirements, self.service_account_glob))
 
 
 class RawTcpMode(enum.Enum):

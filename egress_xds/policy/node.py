@@ -13,6 +13,8 @@ MODE_METADATA_KEY = "mode"
 # What a Kubernetes sidecar says about itself (written by `egress-xds bootstrap`, read by workload selectors).
 NAMESPACE_METADATA_KEY = "namespace"
 POD_METADATA_KEY = "pod"
+# The pod's Kubernetes service account (a claim, unless a verified client certificate says it: xds/identity.py).
+SERVICE_ACCOUNT_METADATA_KEY = "serviceAccount"
 LABEL_METADATA_PREFIX = "labels."
 
 
@@ -56,6 +58,10 @@ class PolicyGroup:
 def selector_matches(selector: NodeSelector, node: Node) -> bool:
     if not fnmatch.fnmatchcase(node.id, selector.id_glob):
         return False
+    if selector.service_account_glob is not None and not fnmatch.fnmatchcase(
+        node.metadata.get(SERVICE_ACCOUNT_METADATA_KEY, ""), selector.service_account_glob
+    ):
+        return False
     if not all(node.metadata.get(key) == value for key, value in selector.metadata.items()):
         return False
     return all(requirement_matches(requirement, node.metadata) for requirement in selector.requirements)
@@ -78,10 +84,9 @@ def select_policy(policies: PolicySet, node: Node) -> EgressPolicy | None:
     """The first policy whose selector matches the node, or None (the node then gets no configuration).
 
     This is the one place where what a node says about itself (its id and metadata: `namespace`, `labels.*`)
-    decides which policy, and so which proxy credentials, it receives. Today those are *claims*: any node can
-    say any namespace. An authenticator (mTLS identities or service-account token review, see the README's
-    trust model) will hand this function a `Node` whose identity keys it has verified, replacing the claimed
-    ones; nothing else needs to change.
+    decides which policy, and so which proxy credentials, it receives. Without client certificates those are
+    *claims*: any node can say any namespace. With `serve --client-ca`, `xds/identity.py` hands this function a
+    `Node` whose `namespace` and `serviceAccount` come from the verified certificate (the rest stays a claim).
     """
     for policy in policies.policies:
         if selector_matches(policy.selector, node):

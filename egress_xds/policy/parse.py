@@ -650,12 +650,21 @@ def _parse_selector(context: _Context, value: Any, path: FieldPath) -> NodeSelec
         return None
     id_glob = context.string(fields.get("id", "*"), (*path, "id"))
     metadata = fields.get("metadata", {})
+    service_account = None
+    if "serviceAccount" in fields:
+        service_account = context.string(fields["serviceAccount"], (*path, "serviceAccount"))
+        if service_account is None:
+            return None
     if id_glob is None:
         return None
     if not isinstance(metadata, dict) or not all(_is_metadata_value(item) for item in metadata.values()):
         context.error((*path, "metadata"), "expected a mapping of metadata key to string value")
         return None
-    return NodeSelector(id_glob, {str(key): _metadata_text(item) for key, item in metadata.items()})
+    return NodeSelector(
+        id_glob,
+        {str(key): _metadata_text(item) for key, item in metadata.items()},
+        service_account_glob=service_account,
+    )
 
 
 def _is_metadata_value(value: Any) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from google.protobuf.json_format import MessageToJson
@@ -19,6 +21,31 @@ NODE_CLUSTER = "egress-xds"
 RUNTIME = {"re2.max_program_size.error_level": 10_000, "re2.max_program_size.warn_level": 1_000}
 
 
+SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+CLIENT_CERTIFICATE_SECRET = "xds-client-certificate"
+TRUSTED_CA_SECRET = "xds-trusted-ca"
+
+
+@dataclass(frozen=True)
+class XdsTls:
+    """`bootstrap --xds-ca --client-cert --client-key [--xds-server-name] --sds-dir`: mTLS to the server.
+
+    Envoy reads the certificate files through SDS from the file system: the bootstrap names two SDS files in
+    `sds_dir` (`sds_files` makes their content), and each secret watches the directory of its files, so that a
+    rotation (Kubernetes swaps a Secret or CSI volume's `..data` link; any rename into the directory) is picked up
+    without a restart and without dropping the ADS stream.
+    """
+
+    ca: str
+    client_cert: str
+    client_key: str
+    sds_dir: str
+    server_name: str | None = None  # the server's DNS name or IP in its certificate; default: the xDS host
+
+    def sds_path(self, secret: str) -> str:
+        return str(PurePath(self.sds_dir) / f"{secret}.yaml")
+
+
 def ads_bootstrap(
     node_id: str,
     xds_address: str,
@@ -26,9 +53,14 @@ def ads_bootstrap(
     delta: bool = False,
     admin_address: str = DEFAULT_ADMIN_ADDRESS,
     node_metadata: Mapping[str, str] | None = None,
+    xds_tls: XdsTls | None = None,
 ) -> dict[str, Any]:
-    """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC."""
+    """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC
+    (with `xds_tls`: over mutual TLS, the server's certificate verified for its name)."""
     xds_host, xds_port = parse_host_port(xds_address)
+    cluster = _xds_cluster(xds_host, xds_port)
+    if xds_tls is not None:
+        cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_tls.server_name or xds_host)
     return {
         "node": _node(node_id, node_metadata),
         "dynamic_resources": {
@@ -41,7 +73,7 @@ def ads_bootstrap(
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
+        "static_resources": {"clusters": [cluster]},
         "admin": _admin(admin_address),
         "layered_runtime": _runtime(),
     }
@@ -106,6 +138,59 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
                 {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
             ],
         },
+    }
+
+
+def sds_files(tls: XdsTls) -> dict[str, dict[str, Any]]:
+    """The SDS files the bootstrap of `tls` refers to: path -> content (a DiscoveryResponse with one Secret)."""
+    certificate = {
+        "certificate_chain": {"filename": tls.client_cert},
+        "private_key": {"filename": tls.client_key},
+        "watched_directory": {"path": str(PurePath(tls.client_cert).parent)},
+    }
+    validation = {
+        "trusted_ca": {"filename": tls.ca},
+        "watched_directory": {"path": str(PurePath(tls.ca).parent)},
+    }
+    return {
+        tls.sds_path(CLIENT_CERTIFICATE_SECRET): _secret_file(
+            CLIENT_CERTIFICATE_SECRET, "tls_certificate", certificate
+        ),
+        tls.sds_path(TRUSTED_CA_SECRET): _secret_file(TRUSTED_CA_SECRET, "validation_context", validation),
+    }
+
+
+def _secret_file(name: str, kind: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"resources": [{"@type": SECRET_TYPE_URL, "name": name, kind: value}]}
+
+
+def _xds_transport_socket(tls: XdsTls, server_name: str) -> dict[str, Any]:
+    """UpstreamTlsContext of the xDS cluster: our certificate by SDS, the server's CA by SDS, its SAN checked."""
+    ip = is_ip_literal(server_name)
+    context: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificate_sds_secret_configs": [_sds_config(tls, CLIENT_CERTIFICATE_SECRET)],
+            "combined_validation_context": {
+                "default_validation_context": {
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "IP_ADDRESS" if ip else "DNS", "matcher": {"exact": server_name}}
+                    ]
+                },
+                "validation_context_sds_secret_config": _sds_config(tls, TRUSTED_CA_SECRET),
+            },
+        },
+    }
+    if not ip:
+        context["sni"] = server_name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": context}
+
+
+def _sds_config(tls: XdsTls, secret: str) -> dict[str, Any]:
+    return {
+        "name": secret,
+        "sds_config": {"path_config_source": {"path": tls.sds_path(secret)}, "resource_api_version": "V3"},
     }
 
 

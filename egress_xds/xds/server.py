@@ -18,12 +18,15 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 
+from egress_xds import metrics
 from egress_xds.defaults import SERVE_LISTEN
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.delta import DeltaStream
+from egress_xds.xds.identity import IdentityError, SpiffeId, identity_of
 from egress_xds.xds.registry import StreamRegistry
 from egress_xds.xds.sotw import SotwStream
 from egress_xds.xds.stream import AdsStream
+from egress_xds.xds.tls import ReloadingCertificates, ServerTls
 
 SERVICE_NAME = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
@@ -67,20 +70,42 @@ class AggregatedDiscoveryService:
     configuration meanwhile) instead of waiting for the grace period on streams that never end by themselves.
     """
 
-    def __init__(self, cache: SnapshotCache, registry: StreamRegistry) -> None:
+    def __init__(self, cache: SnapshotCache, registry: StreamRegistry, *, require_identity: bool = False) -> None:
         self.cache = cache
         self.registry = registry
+        self.require_identity = require_identity  # serve --client-ca: every stream has a verified SPIFFE id
         self._streams: set[AdsStream[Any]] = set()
 
     async def StreamAggregatedResources(  # gRPC method name
         self, requests: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> None:
-        await self._serve(SotwStream(self.cache, self.registry, context.peer(), context.write), requests, context)
+        identity = await self._identity(context)
+        stream = SotwStream(self.cache, self.registry, context.peer(), context.write, identity)
+        await self._serve(stream, requests, context)
 
     async def DeltaAggregatedResources(  # gRPC method name
         self, requests: AsyncIterator[DeltaDiscoveryRequest], context: grpc.aio.ServicerContext
     ) -> None:
-        await self._serve(DeltaStream(self.cache, self.registry, context.peer(), context.write), requests, context)
+        identity = await self._identity(context)
+        stream = DeltaStream(self.cache, self.registry, context.peer(), context.write, identity)
+        await self._serve(stream, requests, context)
+
+    async def _identity(self, context: grpc.aio.ServicerContext) -> SpiffeId | None:
+        """The peer's verified SPIFFE id; with `require_identity`, a stream without one ends PERMISSION_DENIED."""
+        if not self.require_identity:
+            return None
+        try:
+            identity = identity_of(context.auth_context())
+        except IdentityError as error:
+            metrics.peer_refused("bad-identity")
+            log.warning("stream refused: peer=%s: %s", context.peer(), error)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
+            raise AssertionError("not reached") from None  # abort raises
+        if identity is None:
+            metrics.peer_refused("no-identity")
+            log.warning("stream refused: peer=%s: no verified client certificate", context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a client certificate with a SPIFFE id is required")
+        return identity
 
     def close_streams(self) -> int:
         """End every stream (server shutdown). Returns how many were open."""
@@ -112,7 +137,10 @@ class AggregatedDiscoveryService:
             await stream.run(requests)
         finally:
             self._streams.discard(stream)
-        if stream.error is not None:
+        if stream.denied is not None:
+            context.set_code(grpc.StatusCode.PERMISSION_DENIED)
+            context.set_details(stream.denied)
+        elif stream.error is not None:
             context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
             context.set_details(stream.error)
         elif stream.closed_by_server:
@@ -127,6 +155,7 @@ class _Running:
     port: int
     signal_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    certificates: ReloadingCertificates | None = None
 
 
 _RUNNING: weakref.WeakKeyDictionary[grpc.aio.Server, _Running] = weakref.WeakKeyDictionary()
@@ -138,15 +167,29 @@ def create_server(
     *,
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
+    tls: ServerTls | None = None,
 ) -> grpc.aio.Server:
-    """A bound, not yet started server with the ADS service, for callers that add services (admin) first."""
-    service = AggregatedDiscoveryService(cache, registry if registry is not None else StreamRegistry())
+    """A bound, not yet started server with the ADS service, for callers that add services (admin) first.
+
+    With `tls`, every service on the port is served over TLS only (see `tls.py`); with its client CA, a client
+    must present a certificate chaining to it and each ADS stream gets the certificate's SPIFFE identity.
+    Raises TlsFilesError when the certificate files cannot be used.
+    """
+    certificates = ReloadingCertificates(tls) if tls is not None else None
+    service = AggregatedDiscoveryService(
+        cache,
+        registry if registry is not None else StreamRegistry(),
+        require_identity=tls is not None and tls.verifies_clients,
+    )
     server = grpc.aio.server(options=tuple(options))
     service.add_to_server(server)
-    port = server.add_insecure_port(listen)
+    if certificates is not None:
+        port = server.add_secure_port(listen, certificates.credentials())
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:  # older gRPC returned 0 instead of raising
         raise RuntimeError(f"cannot listen on {listen}")
-    _RUNNING[server] = _Running(service, port)
+    _RUNNING[server] = _Running(service, port, certificates=certificates)
     return server
 
 
@@ -157,14 +200,20 @@ async def start_server(
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
     before_start: Callable[[grpc.aio.Server], Awaitable[None]] | None = None,
+    tls: ServerTls | None = None,
 ) -> grpc.aio.Server:
     """Start serving ADS on `listen` (port 0: the OS picks one, see `bound_port`). `before_start` may add
     services (the admin side) to the bound server before it starts."""
-    server = create_server(cache, listen, registry=registry, options=options)
+    server = create_server(cache, listen, registry=registry, options=options, tls=tls)
     if before_start is not None:
         await before_start(server)
     await server.start()
-    log.info("ADS server listening on %s (port %d)", listen, bound_port(server))
+    log.info(
+        "ADS server listening on %s (port %d) over %s",
+        listen,
+        bound_port(server),
+        "plaintext" if tls is None else "TLS, client certificates required" if tls.verifies_clients else "TLS",
+    )
     return server
 
 
@@ -176,6 +225,11 @@ def bound_port(server: grpc.aio.Server) -> int:
 def registry_of(server: grpc.aio.Server) -> StreamRegistry:
     """The stream registry of a server made by `create_server` / `start_server`."""
     return _RUNNING[server].service.registry
+
+
+def certificates_of(server: grpc.aio.Server) -> ReloadingCertificates | None:
+    """The reloading certificates of a TLS server made by `create_server` (tests, the admin side)."""
+    return _RUNNING[server].certificates
 
 
 def streams_of(server: grpc.aio.Server) -> list[AdsStream[Any]]:

@@ -27,6 +27,7 @@ from egress_xds import metrics
 from egress_xds.policy.node import Node
 from egress_xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
 from egress_xds.xds.cache import SnapshotCache, Watch
+from egress_xds.xds.identity import IdentityMismatch, SpiffeId, verified_node
 from egress_xds.xds.node import node_from_proto, node_identity
 from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry
 from egress_xds.xds.snapshot import Snapshot
@@ -54,6 +55,10 @@ class ProtocolError(Exception):
     """A request the protocol does not allow: the stream ends with INVALID_ARGUMENT and this message."""
 
 
+class PermissionDenied(Exception):
+    """The node may not have what it asks for (its claims contradict its certificate): PERMISSION_DENIED."""
+
+
 class AdsStream(ABC, Generic[RequestT]):
     """One ADS stream. Subclasses implement `_handle` (one request) and `_respond` (one type, or nothing)."""
 
@@ -65,8 +70,10 @@ class AdsStream(ABC, Generic[RequestT]):
         registry: StreamRegistry,
         peer: str,
         write: Callable[[bytes], Awaitable[None]],
+        identity: SpiffeId | None = None,
     ) -> None:
         self._cache = cache
+        self.identity = identity  # verified by the TLS handshake (serve --client-ca), or None
         self._registry = registry
         self._write = write
         self._wake = asyncio.Event()
@@ -81,6 +88,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._ended = False
         self.closed_by_server = False
         self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
+        self.denied: str | None = None  # why the server refused the node (PERMISSION_DENIED), if it did
         self._nonces = itertools.count(1)
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
@@ -99,6 +107,9 @@ class AdsStream(ABC, Generic[RequestT]):
                             self._handle(request)
                     except ProtocolError as error:
                         self._reject(str(error))
+                        break
+                    except PermissionDenied as error:
+                        self.denied = str(error)
                         break
                 if self._ended:
                     break
@@ -133,6 +144,19 @@ class AdsStream(ABC, Generic[RequestT]):
         if node_message is None:
             raise ProtocolError("the first request of a stream must carry the node")
         node = node_from_proto(node_message)
+        if self.identity is not None:
+            try:
+                node = verified_node(node, self.identity)
+            except IdentityMismatch as mismatch:
+                metrics.identity_mismatch(mismatch.field, mismatch.claimed, mismatch.verified)
+                log.warning(
+                    "stream refused: node=%s peer=%s identity=%s: %s",
+                    node.id or "-",
+                    self.record.peer,
+                    self.identity,
+                    mismatch,
+                )
+                raise PermissionDenied(f"{mismatch}; nothing is sent to this node") from None
         self._watch = self._cache.watch(node, self._config_changed)
         self.record.node = node
         self.record.node_message = node_identity(node_message)
@@ -140,9 +164,10 @@ class AdsStream(ABC, Generic[RequestT]):
         self._registry.add(self.record)
         metrics.stream_opened(self.protocol.value)
         log.info(
-            "stream connected node=%s peer=%s protocol=%s group=%r",
+            "stream connected node=%s peer=%s identity=%s protocol=%s group=%r",
             node.id or "-",
             self.record.peer,
+            self.identity or "-",
             self.protocol.value,
             self._watch.group,
         )

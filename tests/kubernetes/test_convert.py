@@ -269,3 +269,21 @@ def test_secret_credentials_reach_every_reference_to_the_proxy() -> None:
     assert isinstance(rule.action, ViaProxy)
     assert rule.action.proxy is policy.proxies["partner"] is policy.https_proxy
     assert rule.action.proxy.credentials == basic_credentials("alice", "pa55word")
+
+
+def test_service_accounts_select_pods_running_as_one_of_them() -> None:
+    resource = egress_proxy(
+        "corp", "payments", httpsProxy=PROXY, serviceAccounts=["checkout", "refunds"], workloadSelector={}
+    )
+    policy = convert(REF, resource)
+    assert selector_matches(policy.selector, Node("p", {"namespace": "payments", "serviceAccount": "checkout"}))
+    assert not selector_matches(policy.selector, Node("p", {"namespace": "payments", "serviceAccount": "web"}))
+    assert not selector_matches(policy.selector, Node("p", {"namespace": "payments"}))
+    assert not selector_matches(policy.selector, Node("p", {"namespace": "other", "serviceAccount": "checkout"}))
+    cluster = convert(CLUSTER_REF, cluster_egress_proxy("default", httpsProxy=PROXY, serviceAccounts=["checkout"]))
+    assert selector_matches(cluster.selector, Node("p", {"namespace": "any", "serviceAccount": "checkout"}))
+
+
+def test_an_empty_service_accounts_list_is_refused_at_admission() -> None:
+    with pytest.raises(Rejected):
+        crds()["EgressProxy"].admit(egress_proxy("corp", "payments", httpsProxy=PROXY, serviceAccounts=[]))

@@ -125,10 +125,14 @@ def test_crd_schemas_are_structural_and_the_two_kinds_agree() -> None:
     assert "namespace" not in namespaced["properties"]["spec"]["properties"]["credentialsSecretRef"]["properties"]
     spec_n, spec_c = namespaced["properties"]["spec"]["properties"], cluster["properties"]["spec"]["properties"]
     assert set(spec_n) == set(spec_c) == {
-        "httpProxy", "httpsProxy", "noProxy", "proxies", "rules", "rawTcp", "workloadSelector", "credentialsSecretRef"
+        "httpProxy", "httpsProxy", "noProxy", "proxies", "rules", "rawTcp", "workloadSelector", "serviceAccounts",
+        "credentialsSecretRef",
     }  # fmt: skip
     for key in ("httpProxy", "httpsProxy", "noProxy", "rules", "rawTcp"):
         assert spec_n[key] == spec_c[key], key
+    assert {k: v for k, v in spec_n["serviceAccounts"].items() if k != "description"} == {
+        k: v for k, v in spec_c["serviceAccounts"].items() if k != "description"
+    }
 
 
 def kustomizations() -> list[Path]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trustme
 
+from egress_xds.policy.node import Node, select_policy
 from egress_xds.policy.proxy_url import basic_credentials
 from egress_xds.sources.kubernetes.api import CREDENTIALS_LABEL
 from egress_xds.sources.kubernetes.client import ClientSettings
@@ -85,6 +86,25 @@ async def test_oldest_of_two_overlapping_resources_wins(api: FakeApiServer, star
     api.apply(egress_proxy("aa-new", "shop", httpsProxy=PROXY_B, workloadSelector={"matchLabels": {"app": "web"}}))
     running = await start_source()
     assert running.proxy_of("shop", app="web") == "10.250.9.1:3128"
+
+
+async def test_a_service_accounts_resource_goes_before_an_older_namespace_default(
+    api: FakeApiServer, start_source: StartSource
+) -> None:
+    """`serviceAccounts` narrows a resource like a `workloadSelector`: it is not shadowed by the default."""
+    api.apply(egress_proxy("default", "shop", httpsProxy=PROXY_A))
+    api.apply(egress_proxy("checkout", "shop", httpsProxy=PROXY_B, serviceAccounts=["checkout"]))
+    running = await start_source()
+
+    def proxy_for(service_account: str) -> str:
+        policy = select_policy(
+            running.source.policies, Node("p", {"namespace": "shop", "serviceAccount": service_account})
+        )
+        assert policy is not None and policy.https_proxy is not None
+        return str(policy.https_proxy.endpoints[0])
+
+    assert proxy_for("checkout") == "10.250.9.2:3128"
+    assert proxy_for("web") == "10.250.9.1:3128"
 
 
 async def test_secret_rotation_updates_credentials(api: FakeApiServer, start_source: StartSource) -> None:

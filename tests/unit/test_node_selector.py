@@ -73,3 +73,36 @@ policies:
     assert chosen.selector.requirements == ()
     other = select_policy(policies, Node("pay-1", {"namespace": "shop"}))
     assert other is not None and other.name == "rest"
+
+
+def test_nodes_service_account_is_a_glob_on_the_node_service_account() -> None:
+    text = """
+policies:
+  - name: deployers
+    nodes: {serviceAccount: "deploy-*", metadata: {namespace: ci}}
+    httpsProxy: http://10.0.0.9:3128
+  - name: rest
+    httpsProxy: http://10.0.0.1:3128
+"""
+    policies = parse_document(load_document(text, "policy.yaml"))
+    chosen = [
+        select_policy(policies, Node("n", metadata)).name  # type: ignore[union-attr]
+        for metadata in (
+            {"namespace": "ci", "serviceAccount": "deploy-bot"},
+            {"namespace": "ci", "serviceAccount": "builder"},
+            {"namespace": "ci"},
+            {"namespace": "other", "serviceAccount": "deploy-bot"},
+        )
+    ]
+    assert chosen == ["deployers", "rest", "rest", "rest"]
+
+
+@pytest.mark.parametrize(("value", "message"), [("", "expected a non-empty string"), (["a"], "expected")])
+def test_a_bad_service_account_selector_names_the_field(value: object, message: str) -> None:
+    from egress_xds.policy.errors import ConfigError
+
+    document = load_document(f"httpsProxy: http://p:1\nnodes:\n  serviceAccount: {value!r}\n", "policy.yaml")
+    with pytest.raises(ConfigError) as raised:
+        parse_document(document)
+    (issue,) = raised.value.issues
+    assert "nodes.serviceAccount" in str(issue) and message in str(issue) and "policy.yaml:3" in str(issue)

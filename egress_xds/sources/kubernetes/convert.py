@@ -18,7 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from egress_xds.policy.errors import ConfigError, ConfigIssue, describe
-from egress_xds.policy.keys import SECRET_REF_KEY, SELECTOR_KEY, SERVER_FILE_KEYS, SPEC_KEYS, SPEC_POLICY_KEYS
+from egress_xds.policy.keys import (
+    SECRET_REF_KEY,
+    SELECTOR_KEY,
+    SERVER_FILE_KEYS,
+    SERVICE_ACCOUNTS_KEY,
+    SPEC_KEYS,
+    SPEC_POLICY_KEYS,
+)
 from egress_xds.policy.model import (
     Credentials,
     EgressPolicy,
@@ -27,7 +34,7 @@ from egress_xds.policy.model import (
     SelectorOperator,
     replace_proxies,
 )
-from egress_xds.policy.node import LABEL_METADATA_PREFIX, NAMESPACE_METADATA_KEY
+from egress_xds.policy.node import LABEL_METADATA_PREFIX, NAMESPACE_METADATA_KEY, SERVICE_ACCOUNT_METADATA_KEY
 from egress_xds.policy.parse import parse_document
 from egress_xds.policy.yaml_tree import LocatedDocument, format_path, tree_limit_problem
 from egress_xds.sources.kubernetes.api import CREDENTIALS_LABEL, ResourceRef, SecretKey
@@ -69,6 +76,7 @@ def policy_from_resource(
     _rule_actions_to_file_form(document, issues)
     _refuse_userinfo(document, issues)
     selector = workload_selector(ref, spec.get(SELECTOR_KEY), issues)
+    selector = _with_service_accounts(selector, spec.get(SERVICE_ACCOUNTS_KEY), issues)
     default_credentials = _credentials(ref, spec.get(SECRET_REF_KEY), f"spec.{SECRET_REF_KEY}", secrets, issues)
     proxy_credentials = {
         name: _credentials(ref, value, f"spec.proxies.{name}.{SECRET_REF_KEY}", secrets, issues)
@@ -111,9 +119,14 @@ def referenced_secrets(ref: ResourceRef, resource: Mapping[str, Any]) -> frozens
 
 
 def has_workload_selector(resource: Mapping[str, Any]) -> bool:
-    """A non-empty `workloadSelector` (an empty one selects every pod, like a resource without one)."""
+    """A non-empty `workloadSelector` (an empty one selects every pod, like a resource without one), or a
+    `serviceAccounts` list: either narrows the resource to some pods, so it goes before the defaults."""
     spec = resource.get("spec")
-    value = spec.get(SELECTOR_KEY) if isinstance(spec, dict) else None
+    if not isinstance(spec, dict):
+        return False
+    if spec.get(SERVICE_ACCOUNTS_KEY):
+        return True
+    value = spec.get(SELECTOR_KEY)
     return isinstance(value, dict) and bool(value.get("matchLabels") or value.get("matchExpressions"))
 
 
@@ -155,6 +168,19 @@ def workload_selector(ref: ResourceRef, value: Any, issues: _Issues) -> NodeSele
         if requirement is not None:
             requirements.append(requirement)
     return NodeSelector(metadata=metadata, requirements=tuple(requirements))
+
+
+def _with_service_accounts(selector: NodeSelector, value: Any, issues: _Issues) -> NodeSelector:
+    """`serviceAccounts: [NAME, ...]`: only pods running as one of them (node metadata `serviceAccount`, which
+    the server takes from the pod's verified SPIFFE certificate when it requires client certificates)."""
+    if value is None:
+        return selector
+    path = f"spec.{SERVICE_ACCOUNTS_KEY}"
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) and item for item in value):
+        issues.add(path, "expected a non-empty list of service account names")
+        return selector
+    requirement = MetadataRequirement(SERVICE_ACCOUNT_METADATA_KEY, SelectorOperator.IN, frozenset(value))
+    return dataclasses.replace(selector, requirements=(*selector.requirements, requirement))
 
 
 def _requirement(value: Any, path: str, issues: _Issues) -> MetadataRequirement | None:

@@ -3,9 +3,9 @@
 Pure and single-threaded (it runs on the event loop): the watch threads only hand it events. Precedence, as a
 first-match order over `PolicySet` (a node gets the first policy whose selector matches it):
 
-1. EgressProxy with a `workloadSelector` (the pod's namespace and labels match)
+1. EgressProxy with a `workloadSelector` or `serviceAccounts` (the pod's namespace, labels, service account match)
 2. EgressProxy without one: the default of its namespace
-3. ClusterEgressProxy with a `workloadSelector` (pods in any namespace)
+3. ClusterEgressProxy with a `workloadSelector` or `serviceAccounts` (pods in any namespace)
 4. ClusterEgressProxy without one: the cluster-wide default
 
 Within a tier the oldest resource wins (creation time, then namespace and name), as Istio does for overlapping
