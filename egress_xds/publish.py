@@ -7,9 +7,10 @@ streams are woken; groups that disappeared are removed, and streams whose select
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from egress_xds.policy.model import PolicySet
@@ -36,31 +37,63 @@ def group_of(policies: PolicySet, node: Node) -> PolicyGroup | None:
     return PolicyGroup(policy.name, node.mode) if policy is not None else None
 
 
+@dataclass(frozen=True)
+class Build:
+    """The snapshots of a policy set, built but not yet in the cache."""
+
+    policies: PolicySet
+    snapshots: dict[PolicyGroup, Snapshot]
+    seconds: float
+
+
+def build_snapshots(policies: PolicySet) -> Build:
+    """Translate every (policy, mode) and prepare its snapshot. Pure: touches no shared state, so it may run in a
+    worker thread while the event loop serves streams."""
+    started = time.perf_counter()
+    snapshots: dict[PolicyGroup, Snapshot] = {}
+    for policy in policies.policies:
+        for mode in NodeMode:
+            resources = translate(policy, mode)
+            snapshots[PolicyGroup(policy.name, mode)] = Snapshot(resources.by_type_url())
+    return Build(policies, snapshots, time.perf_counter() - started)
+
+
 class PolicyPublisher:
     """Keeps the cache in step with the current policy set."""
 
     def __init__(self, cache: SnapshotCache) -> None:
         self.cache = cache
         self.policies = PolicySet(())
+        self.generation = 0  # how many publishes were applied: tells a build in a thread that it was overtaken
 
     def publish(self, policies: PolicySet) -> PublishReport:
-        started = time.perf_counter()
-        snapshots: dict[PolicyGroup, Snapshot] = {}
-        for policy in policies.policies:
-            for mode in NodeMode:
-                resources = translate(policy, mode)
-                snapshots[PolicyGroup(policy.name, mode)] = Snapshot(resources.by_type_url())
-        build_seconds = time.perf_counter() - started
+        """Build and apply now, on the caller's thread."""
+        return self.apply(build_snapshots(policies))
+
+    async def publish_off_loop(self, current: Callable[[], PolicySet]) -> PublishReport:
+        """Build `current()` in a worker thread (translating a large policy takes seconds, and the event loop keeps
+        serving every stream from the last snapshots meanwhile), then apply it on the loop. A publish applied in
+        between (another source) may have made that build stale: it is then built again from `current()`."""
+        generation = self.generation
+        built = await asyncio.to_thread(build_snapshots, current())
+        if self.generation != generation:
+            built = build_snapshots(current())
+        return self.apply(built)
+
+    def apply(self, built: Build) -> PublishReport:
+        """Swap the cache to `built`: only groups whose content changed wake their streams."""
+        snapshots = built.snapshots
         changed = tuple(key for key, snapshot in snapshots.items() if self.cache.set_snapshot(key, snapshot))
         existing = self.cache.keys()
         removed = tuple(key for key in existing if key not in snapshots)
         for key in removed:
             self.cache.remove(key)
         moved = 0
-        if _selection(policies) != _selection(self.policies):  # re-matching every stream is O(streams)
-            moved = self.cache.set_grouping(lambda node: group_of(policies, node))
-        self.policies = policies
-        return PublishReport(changed, removed, moved, build_seconds)
+        if _selection(built.policies) != _selection(self.policies):  # re-matching every stream is O(streams)
+            moved = self.cache.set_grouping(lambda node: group_of(built.policies, node))
+        self.policies = built.policies
+        self.generation += 1
+        return PublishReport(changed, removed, moved, built.seconds)
 
 
 def _selection(policies: PolicySet) -> list[tuple[str, object]]:

@@ -107,9 +107,14 @@ async def _serve(
     kubernetes = await _start_kubernetes(options, publisher, layers)
     policies = layers.current()
     _report_publish(publisher.publish(policies), policies, "loaded")
+
+    async def publish_static(new: PolicySet) -> None:
+        layers.with_static(new)
+        _report_publish(await publisher.publish_off_loop(layers.current), layers.current(), "reloaded")
+
     reloader = PolicyReloader(
         lambda: read_static_policies(options),
-        lambda new: _report_publish(publisher.publish(layers.with_static(new)), layers.current(), "reloaded"),
+        publish_static,
         _reject,
         source=_source(options),
     )

@@ -5,17 +5,19 @@ is the initial load ("startup"). Every path goes through one `PolicyReloader`, s
 `GetReloadErrors` reports the same failures the log shows, whatever triggered them.
 
 Reading and parsing run in a worker thread (a large policy takes seconds to parse, and the event loop serves
-every ADS stream meanwhile, from the last good policy); publishing the result stays on the loop. Reloads are
-serialized, so two triggers close together publish in the order they read. Whatever reading raises ends as a
-rejected reload: a `ConfigError` with its issues, anything else as an internal error of that reload.
+every ADS stream meanwhile, from the last good policy); `serve` builds the snapshots in a worker thread too, and
+only their swap into the cache happens on the loop. Reloads are serialized, so two triggers close together publish
+in the order they read. Whatever reading raises ends as a rejected reload: a `ConfigError` with its issues,
+anything else as an internal error of that reload.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from egress_xds.policy.errors import ConfigError, ConfigIssue
@@ -62,7 +64,7 @@ class PolicyReloader:
     def __init__(
         self,
         read: Callable[[], PolicySet],
-        publish: Callable[[PolicySet], None],
+        publish: Callable[[PolicySet], Awaitable[None] | None],
         reject: Callable[[ConfigError], None],
         *,
         source: str = "policy",
@@ -86,13 +88,16 @@ class PolicyReloader:
             except Exception as error:  # whatever a file holds must not end the server
                 self.rejected(unexpected_error(self._source, error), trigger)
             else:
-                self.published(policies, trigger)
+                await self.published(policies, trigger)
             assert self.last is not None
             return self.last
 
-    def published(self, policies: PolicySet, trigger: str) -> None:
-        """A valid policy set from the source: publish it."""
-        self._publish(policies)
+    async def published(self, policies: PolicySet, trigger: str) -> None:
+        """A valid policy set from the source: publish it (`publish` may be a coroutine: `serve` builds snapshots
+        in a worker thread too)."""
+        outcome = self._publish(policies)
+        if inspect.isawaitable(outcome):
+            await outcome
         self.loaded(policies, trigger)
 
     def loaded(self, policies: PolicySet, trigger: str = STARTUP) -> None:
