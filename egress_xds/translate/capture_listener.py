@@ -3,6 +3,7 @@
 `original_dst` restores where the application was connecting, `tls_inspector` reads the SNI, `http_inspector`
 recognises plain HTTP. An ordered filter-chain matcher then applies the policy's decisions, first match wins:
 
+0. a connection from this host to the capture port itself is closed (it would loop: see _capture_loop_entry);
 1. each decision in order (built-in pass-through, rules, NO_PROXY): by SNI for TLS, by destination CIDR and port
    for everything (plain HTTP that may still be claimed by an earlier domain rule gets an HTTP chain of its own);
 2. plain HTTP -> the HTTP chain (Host-based routes, then httpProxy);
@@ -40,6 +41,7 @@ LISTENER_FILTERS_TIMEOUT_MS = 1000
 
 
 Entry = tuple[chain_matcher.Predicate | None, str, str]  # (predicate, chain, origin of the decision)
+CAPTURE_LOOP_ORIGIN = "built-in: a connection to the capture port itself is closed (forwarding it would loop)"
 DEFAULT_HTTP_ORIGIN = "default: plain HTTP uses httpProxy"
 DEFAULT_TLS_ORIGIN = "default: TLS uses httpsProxy"
 DEFAULT_RAW_ORIGIN = "default: other TCP as rawTcp says"
@@ -47,7 +49,7 @@ DEFAULT_RAW_ORIGIN = "default: other TCP as rawTcp says"
 
 def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener:
     chains: dict[str, FilterChain] = {}
-    entries: list[Entry] = []
+    entries: list[Entry] = [_capture_loop_entry(port, chains)]
     domain_decisions: list[Decision] = []  # those an HTTP Host header can match, in order
     for position, decision in enumerate(ordered_decisions(policy), start=1):
         rule = decision.rule
@@ -76,6 +78,17 @@ def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener
     entries.extend(_stream_entries(policy, tls, default_tls_action(policy), chains, DEFAULT_TLS_ORIGIN))
     entries.extend(_stream_entries(policy, [], default_raw_tcp_action(policy), chains, DEFAULT_RAW_ORIGIN))
     return _listener(port, chains, entries)
+
+
+def _capture_loop_entry(port: int, chains: dict[str, FilterChain]) -> Entry:
+    """A connection that reached the capture port without a redirect (the application connecting to
+    127.0.0.1:15001 or to the pod's own address on 15001) has itself as original destination: passed through, or
+    tunnelled to a proxy that can reach the pod, it would come straight back, thousands of times a second. Like
+    Istio's BlackHoleCluster for port 15001, it is closed; only a connection from this host to this port is, so
+    a remote service on port 15001 is still reached as the policy says."""
+    chains[names.CAPTURE_LOOP_CHAIN] = _cluster_chain(names.CAPTURE_LOOP_CHAIN, names.DENY_CLUSTER)
+    loop = chain_matcher.all_of([chain_matcher.destination_port_in([port]), chain_matcher.from_this_host()])
+    return (loop, names.CAPTURE_LOOP_CHAIN, CAPTURE_LOOP_ORIGIN)
 
 
 def _stream_entries(

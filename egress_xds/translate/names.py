@@ -11,6 +11,7 @@ XDS_CLUSTER = "egress-xds-control-plane"
 PASSTHROUGH_CHAIN = "passthrough"
 DENY_CHAIN = "deny"
 HTTP_CHAIN = "http"
+CAPTURE_LOOP_CHAIN = "capture-loop"
 
 
 def proxy_connect_cluster(proxy: str) -> str:

@@ -96,6 +96,7 @@ def test_capture_listener_inspects_and_restores_the_original_destination(policy:
 def test_decisions_are_ordered_first_match_wins(policy: EgressPolicy) -> None:
     listener, _ = sidecar(policy)
     assert chain_order(listener) == [
+        "capture-loop",  # from this host to port 15001 itself: closed, never forwarded (it would loop)
         "passthrough",  # loopback / localhost by SNI
         "passthrough",  # loopback by address
         "passthrough",  # backup's endpoints, corp's endpoint: apps that use HTTPS_PROXY themselves
