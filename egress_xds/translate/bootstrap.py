@@ -10,9 +10,12 @@ from google.protobuf.json_format import MessageToJson
 
 from egress_xds.policy.destinations import is_ip_literal, parse_host_port
 from egress_xds.translate import names
+from egress_xds.translate.envoy_admin import DEFAULT_ADMIN_ADDRESS, AdminEndpoint, AdminTcp, readiness_listener
 from egress_xds.translate.resources import Resources
 
-DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9901"
+__all__ = ["DEFAULT_ADMIN_ADDRESS", "ads_bootstrap", "resources_as_dict", "static_bootstrap"]
+
+STANDALONE_ADMIN = AdminTcp(DEFAULT_ADMIN_ADDRESS)
 NODE_CLUSTER = "egress-xds"
 # Host-header regexes grow with the domain names in the policy; Envoy's default cap on RE2 program size (100)
 # would reject a long name, so the cap is raised for Envoys we bootstrap.
@@ -24,10 +27,13 @@ def ads_bootstrap(
     xds_address: str,
     *,
     delta: bool = False,
-    admin_address: str = DEFAULT_ADMIN_ADDRESS,
+    admin: AdminEndpoint = STANDALONE_ADMIN,
+    readiness_port: int | None = None,
     node_metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC."""
+    """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC.
+
+    `readiness_port`: a static listener answering only `/ready` (envoy_admin.readiness_listener)."""
     xds_host, xds_port = parse_host_port(xds_address)
     return {
         "node": _node(node_id, node_metadata),
@@ -41,8 +47,11 @@ def ads_bootstrap(
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {"clusters": [_xds_cluster(xds_host, xds_port)]},
-        "admin": _admin(admin_address),
+        "static_resources": {
+            **_readiness(readiness_port),
+            "clusters": [_xds_cluster(xds_host, xds_port)],
+        },
+        "admin": admin.config(),
         "layered_runtime": _runtime(),
     }
 
@@ -51,14 +60,17 @@ def static_bootstrap(
     resources: Resources,
     *,
     node_id: str,
-    admin_address: str = DEFAULT_ADMIN_ADDRESS,
+    admin: AdminEndpoint = STANDALONE_ADMIN,
+    readiness_port: int | None = None,
     node_metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A complete bootstrap with the translated resources as static resources (no control plane needed)."""
+    static = resources_as_dict(resources)
+    static["listeners"] += _readiness(readiness_port).get("listeners", [])
     return {
         "node": _node(node_id, node_metadata),
-        "static_resources": resources_as_dict(resources),
-        "admin": _admin(admin_address),
+        "static_resources": static,
+        "admin": admin.config(),
         "layered_runtime": _runtime(),
     }
 
@@ -109,9 +121,8 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
     }
 
 
-def _admin(address: str) -> dict[str, Any]:
-    host, port = parse_host_port(address)
-    return {"address": {"socket_address": {"address": host, "port_value": port}}}
+def _readiness(port: int | None) -> dict[str, list[dict[str, Any]]]:
+    return {"listeners": [_as_dict(readiness_listener(port))]} if port else {}
 
 
 def _runtime() -> dict[str, Any]:

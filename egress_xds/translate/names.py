@@ -4,6 +4,7 @@ from __future__ import annotations
 
 CAPTURE_LISTENER = "egress-capture"
 FORWARD_PROXY_LISTENER = "egress-forward-proxy"
+READINESS_LISTENER = "egress-readiness"
 PASSTHROUGH_CLUSTER = "egress-passthrough"
 DENY_CLUSTER = "egress-deny"
 XDS_CLUSTER = "egress-xds-control-plane"
