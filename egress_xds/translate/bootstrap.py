@@ -33,8 +33,11 @@ def ads_bootstrap(
 ) -> dict[str, Any]:
     """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC.
 
-    `readiness_port`: a static listener answering only `/ready` (envoy_admin.readiness_listener)."""
+    `readiness_port`: a static listener answering only `/ready` (envoy_admin.readiness_listener). Envoy then waits
+    for its first CDS and LDS without a timeout before it initializes, so `/ready` answers only once the
+    configuration arrived (with Envoy's default of 15 s per type it would say ready with no capture listener)."""
     xds_host, xds_port = parse_host_port(xds_address)
+    wait = {"initial_fetch_timeout": "0s"} if readiness_port else {}
     return {
         "node": _node(node_id, node_metadata),
         "dynamic_resources": {
@@ -44,8 +47,8 @@ def ads_bootstrap(
                 "set_node_on_first_message_only": True,
                 "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
             },
-            "lds_config": {"ads": {}, "resource_api_version": "V3"},
-            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3", **wait},
+            "cds_config": {"ads": {}, "resource_api_version": "V3", **wait},
         },
         "static_resources": {
             **_readiness(readiness_port),

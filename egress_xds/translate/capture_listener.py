@@ -35,6 +35,10 @@ from egress_xds.translate.protobuf import milliseconds, typed
 from egress_xds.translate.tcp_proxy import TARGET_BY_ADDRESS, TARGET_BY_NAME, cluster_filter, tunnel_filter
 
 CAPTURE_PORT = 15001
+# iptables REDIRECT in nat OUTPUT sends a pod's own connections to 127.0.0.1, so that is all the listener needs.
+# On 0.0.0.0 anything that reaches the pod's address on 15001 (another pod, a node) could have its requests sent
+# through the corporate proxy with this pod's credentials: an open relay.
+CAPTURE_ADDRESS = "127.0.0.1"
 # How long the inspectors wait for the client's first bytes. Server-first protocols (SSH, SMTP, MySQL) send
 # nothing, so after this delay the connection continues as raw TCP.
 LISTENER_FILTERS_TIMEOUT_MS = 1000
@@ -147,7 +151,7 @@ def _http_chain(policy: EgressPolicy, name: str, domain_decisions: list[Decision
 def _listener(port: int, chains: dict[str, FilterChain], entries: list[Entry]) -> Listener:
     return Listener(
         name=names.CAPTURE_LISTENER,
-        address=Address(socket_address=SocketAddress(address="0.0.0.0", port_value=port)),
+        address=Address(socket_address=SocketAddress(address=CAPTURE_ADDRESS, port_value=port)),
         traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[
             _listener_filter("envoy.filters.listener.original_dst", OriginalDst()),

@@ -183,6 +183,10 @@ def test_bootstrap_and_render_static_choose_admin_and_readiness_by_mode(
     for data in (bootstrap, static):
         assert data["admin"] == admin
         assert _readiness_ports(data) == readiness
+    # With a readiness listener Envoy waits for its first CDS and LDS however long: /ready means configured.
+    for config_source in ("cds_config", "lds_config"):
+        waits = bootstrap["dynamic_resources"][config_source].get("initial_fetch_timeout") == "0s"
+        assert waits == bool(readiness), bootstrap["dynamic_resources"]
     validation = validate_config(static)
     assert validation.returncode == 0, (validation.stdout + validation.stderr)[:3000]
 

@@ -102,7 +102,7 @@ def assert_no_secret(text: str, what: str) -> None:
 
 
 def capture_listener_connections(pod: Pod) -> int:
-    return pod.envoy.stats().get(f"listener.0.0.0.0_{CAPTURE_PORT}.downstream_cx_total", 0)
+    return pod.envoy.stats().get(f"listener.127.0.0.1_{CAPTURE_PORT}.downstream_cx_total", 0)
 
 
 @pytest.fixture(scope="module")
@@ -223,3 +223,19 @@ def test_a_connection_to_the_capture_port_itself_is_closed_not_looped(pod: Pod) 
     assert_no_secret(output, "the capture port")
     after = capture_listener_connections(pod)
     assert after - before <= 6, f"{after - before} connections on the capture listener for 3 knocks: a loop"
+
+
+def test_the_capture_port_is_no_relay_for_other_hosts(pod: Pod) -> None:
+    """Something outside the pod (another pod, a node) that reaches the pod's address on 15001 must not get its
+    requests sent through the corporate proxy with this pod's credentials. The capture listener only serves
+    connections that `capture` redirected, which all arrive on 127.0.0.1."""
+    since = len(pod.squid.access_log())
+    for address in (POD_CORP_IP, POD_INET_IP):
+        outside = "corp" if address == POD_CORP_IP else "inet"
+        result = pod.lab.curl(outside, ["-H", "Host: api.example.test", f"http://{address}:15001/relay"], timeout=5)
+        assert "path=/relay" not in result.stdout, f"{address}:15001 relayed a request from {outside}: {result}"
+        assert result.returncode == 7, result  # refused: nothing listens on the pod's addresses
+    code, body, error = pod.app_curl("http://api.example.test/relay-from-the-app")
+    assert code == 0 and "path=/relay-from-the-app" in body, f"{error}\n{pod.context()}"
+    logged = pod.squid.wait_for_log(r"GET http://api\.example\.test/relay-from-the-app", since=since)
+    assert not [line for line in pod.squid.access_log()[since:] if "/relay " in line], logged

@@ -212,7 +212,8 @@ def test_the_example_sidecar_keeps_envoy_admin_from_the_app() -> None:
     assert f"chmod 0700 {admin_directory}" in app["envoy"]["args"][0]
     words = egress_xds_args(app["egress-bootstrap"])
     assert "--admin-address" not in words and "--admin-socket" not in words and "--readiness-port" not in words
-    assert app["envoy"]["readinessProbe"]["httpGet"] == {"path": "/ready", "port": DEFAULT_READINESS_PORT}
+    for probe in ("startupProbe", "readinessProbe"):  # the capture listener is on 127.0.0.1: no kubelet probe
+        assert app["envoy"][probe]["httpGet"] == {"path": "/ready", "port": DEFAULT_READINESS_PORT}, probe
 
 
 def xds_service() -> tuple[str, int]:
