@@ -5,7 +5,9 @@ fed by a real `egress-xds serve`, behind `egress-xds capture`, tunnelling throug
 credentials. The application is uid 1000 in the same network namespace. It enumerates every listening TCP port
 (`ss -ltn`) and every unix socket (`ss -lx`) of the namespace and asks each for `/config_dump` and `/stats`; no
 answer may hold the password or the base64 `user:password` of the Proxy-Authorization header. The admin socket
-is mode 0600 and owned by Envoy (uid 1000 gets EACCES); the readiness port answers `/ready` and nothing else.
+is mode 0600 and owned by Envoy (uid 1000 gets EACCES); the readiness port answers `/ready` and nothing else. The
+capture port neither loops on itself nor relays for other hosts, and no request the app sends through it gets the
+Proxy-Authorization header echoed back.
 """
 
 from __future__ import annotations
@@ -239,3 +241,18 @@ def test_the_capture_port_is_no_relay_for_other_hosts(pod: Pod) -> None:
     assert code == 0 and "path=/relay-from-the-app" in body, f"{error}\n{pod.context()}"
     logged = pod.squid.wait_for_log(r"GET http://api\.example\.test/relay-from-the-app", since=since)
     assert not [line for line in pod.squid.access_log()[since:] if "/relay " in line], logged
+
+
+def test_the_app_cannot_get_the_credentials_echoed_through_the_proxy(pod: Pod) -> None:
+    """A plain-HTTP request leaves through the proxy with Proxy-Authorization added by Envoy: whatever the app
+    sends (TRACE with Max-Forwards: 0 makes a proxy answer with the request it received), the answer must not
+    carry that header back."""
+    for args in (
+        ["-X", "TRACE", "-H", "Max-Forwards: 0", "http://api.example.test/trace"],
+        ["-X", "TRACE", "http://api.example.test/trace"],
+        ["-X", "OPTIONS", "-H", "Max-Forwards: 0", "http://api.example.test/options"],
+        ["http://api.example.test/headers"],
+    ):
+        code, body, error = pod.app_curl("-i", *args)
+        assert_no_secret(body + error, f"curl {' '.join(args)}")
+        assert code == 0 and body.startswith("HTTP/1.1 "), f"no answer to curl {' '.join(args)}: {error}"
