@@ -572,11 +572,25 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OUT_OF_SYNC if problems else EXIT_OK
 
 
+class _EnvoyYamlDumper(yaml.SafeDumper):
+    """PyYAML leaves `y` / `n` plain, but Envoy's YAML reader (YAML 1.1) takes them as booleans: a node id `n`
+    became `false` and Envoy refused the bootstrap. Such strings are quoted."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "'" if value in _YAML11_BOOLEANS_PYYAML_LEAVES_PLAIN else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_YAML11_BOOLEANS_PYYAML_LEAVES_PLAIN = frozenset({"y", "Y", "n", "N"})
+_EnvoyYamlDumper.add_representer(str, _represent_str)
+
+
 def _print(data: Any, output_format: str) -> None:
     if output_format == "json":
         print(json.dumps(data, indent=2))
     else:
-        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+        print(yaml.dump(data, Dumper=_EnvoyYamlDumper, sort_keys=False, default_flow_style=False), end="")
 
 
 if __name__ == "__main__":

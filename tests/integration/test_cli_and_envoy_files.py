@@ -207,3 +207,12 @@ def test_bad_admin_flags_are_usage_errors(flags: list[str], message: str) -> Non
     result = egress_xds("bootstrap", "--node-id", "node-1", "--xds-address", "127.0.0.1:1", *flags, check=False)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("node_id", ["n", "Y"])
+def test_a_node_id_that_yaml_reads_as_a_boolean_reaches_envoy_as_a_string(node_id: str) -> None:
+    """Envoy's YAML reader takes a plain y / n as a boolean (YAML 1.1), PyYAML writes them plain: the printed
+    bootstrap must quote them, or Envoy refuses it (node.id: expected a string)."""
+    printed = egress_xds("bootstrap", "--node-id", node_id, "--xds-address", "127.0.0.1:1", "--mode", "standalone")
+    validation = validate_config(printed.stdout)
+    assert validation.returncode == 0, (validation.stdout + validation.stderr)[-2000:]
