@@ -17,10 +17,11 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from egress_xds.defaults import CAPTURE_PORT
+
 CHAIN = "EGRESS_XDS_OUTPUT"
 TABLE = "nat"
 DEFAULT_ENVOY_UID = 1337
-DEFAULT_PORT = 15001
 LOOPBACK = "127.0.0.0/8"
 LOOPBACK_INTERFACE = "lo"  # the route to every address of the pod itself
 IPTABLES_WAIT_SECONDS = "5"
@@ -32,7 +33,7 @@ class CaptureError(Exception):
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    port: int = DEFAULT_PORT
+    port: int = CAPTURE_PORT
     envoy_uid: int = DEFAULT_ENVOY_UID
     exclude_cidrs: tuple[str, ...] = field(default_factory=tuple)
     exclude_ports: tuple[int, ...] = field(default_factory=tuple)

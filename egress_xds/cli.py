@@ -15,11 +15,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
 from egress_xds import __version__
+from egress_xds.defaults import CAPTURE_PORT, FILE_DEBOUNCE_MS, SERVE_LISTEN, SERVER_ADDRESS
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
@@ -45,11 +46,15 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `egress-xds render |
 DEBUG_VARIABLE = "EGRESS_XDS_DEBUG"
 
 # Error texts go through the scrubber's patterns (URL userinfo, Basic/Bearer tokens) before they are printed: a
-# message may quote the input, and the input may hold a password.
+# message may quote the input, and the input may hold a password. Each run also teaches it its own arguments (a
+# proxy URL pasted into a flag), which free-text patterns alone cannot bound (a password with a space).
 _SCRUBBER = SecretScrubber()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _SCRUBBER
+    _SCRUBBER = SecretScrubber()
+    _SCRUBBER.learn_values(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args = parser.parse_args(argv)  # a usage error exits 2 here
     if not hasattr(args, "handler"):
@@ -101,8 +106,16 @@ def _internal_error(error: Exception, *, debug: bool) -> int:
     return EXIT_INTERNAL_ERROR
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error messages (which quote the offending argument) scrubbed."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_SCRUBBER.scrub(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="egress-xds", description="xDS control plane that tunnels Envoy's outbound traffic through an HTTP proxy"
     )
     parser.add_argument("--version", action="version", version=f"egress-xds {__version__}")
@@ -153,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     capture = commands.add_parser("capture", help="redirect outbound TCP to the Envoy sidecar with iptables")
-    capture.add_argument("--port", type=int, default=15001, help="Envoy's capture port (default %(default)s)")
+    capture.add_argument("--port", type=int, default=CAPTURE_PORT, help="Envoy's capture port (default %(default)s)")
     capture.add_argument(
         "--envoy-uid", type=int, default=1337, help="Envoy's uid, never captured (default %(default)s)"
     )
@@ -174,11 +187,12 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--from-env", action="store_true", help="build the policy from HTTP_PROXY / HTTPS_PROXY / NO_PROXY"
     )
+    serve.add_argument("--listen", default=SERVE_LISTEN, metavar="HOST:PORT", help="gRPC address (default %(default)s)")
     serve.add_argument(
-        "--listen", default="0.0.0.0:18000", metavar="HOST:PORT", help="gRPC address (default %(default)s)"
-    )
-    serve.add_argument(
-        "--debounce-ms", type=int, default=200, help="coalesce file changes within this time (default %(default)s)"
+        "--debounce-ms",
+        type=int,
+        default=FILE_DEBOUNCE_MS,
+        help="coalesce file changes within this time (default %(default)s)",
     )
     serve.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics")
     serve.add_argument(
@@ -196,7 +210,7 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="are the connected Envoys in sync? (like istioctl proxy-status)")
     status.add_argument(
-        "--server", default="127.0.0.1:18000", metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
+        "--server", default=SERVER_ADDRESS, metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
     )
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
     status.add_argument(
@@ -219,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
 def _subparser_class(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
     """Every command also accepts the common flags (`--debug`), before or after the command name."""
 
-    class CommandParser(argparse.ArgumentParser):
+    class CommandParser(_Parser):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(parents=[common], **kwargs)
 
@@ -392,7 +406,7 @@ def _check_json(args: argparse.Namespace) -> int:
         warnings = loaded.warnings
         policies = [message_dict(policy_summary(policy)) for policy in loaded.policies.policies]
     document = {
-        "source": source.name,
+        "source": _SCRUBBER.scrub(source.name),
         "ok": not errors,
         "policies": policies,
         "warnings": [message_dict(config_issue(issue, _SCRUBBER)) for issue in warnings],
@@ -445,7 +459,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from egress_xds.explain import Protocol, explain, parse_destination
+    from egress_xds.explain import TrafficKind, explain, parse_destination
 
     node, policy = _node_policy(args)
     if node.mode is not NodeMode.SIDECAR:
@@ -455,13 +469,14 @@ def _explain(args: argparse.Namespace) -> int:
         print(f"node {node.id} gets policy {policy.name!r} ({policy.source})")
     for destination in args.destinations:
         try:
-            protocol = Protocol(args.protocol) if args.protocol else None
+            protocol = TrafficKind(args.protocol) if args.protocol else None
             probe = parse_destination(destination, protocol=protocol, address=args.address)
         except ValueError as error:
             raise UsageError(f"{destination!r}: {error}") from None
         answer = explain(policy, probe)
         cidr_rules_checked = not (probe.name is not None and probe.ip is None)
-        answers.append({"destination": destination, **answer.as_dict(), "cidr_rules_checked": cidr_rules_checked})
+        shown = _SCRUBBER.scrub(destination)
+        answers.append({"destination": shown, **answer.as_dict(), "cidr_rules_checked": cidr_rules_checked})
         if args.output == "text":
             print(answer)
             if not cidr_rules_checked:
@@ -550,7 +565,13 @@ def _status(args: argparse.Namespace) -> int:
     from egress_xds.admin.server_view import server_summary
     from egress_xds.admin.status_json import status_document
     from egress_xds.admin.status_view import node_detail, status_table
+    from egress_xds.policy.destinations import parse_host_port
 
+    try:
+        parse_host_port(args.server)
+    except ValueError:
+        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
+        raise UsageError(f"--server {args.server!r}: expected HOST:PORT") from None
     try:
         answers = status_answers(args.server, args.node or "", include_resources=bool(args.node))
     except AdminUnavailable as error:

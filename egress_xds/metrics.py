@@ -53,7 +53,7 @@ def stream_closed(protocol: str) -> None:
 
 
 def response_sent(type_name: str, size: int) -> None:
-    """`type_name` is a short name from TYPES (see `egress_xds.xds.type_urls.short_name`)."""
+    """`type_name` is a short name from TYPES (see `egress_xds.type_urls.short_name`)."""
     _RESPONSES[type_name].inc()
     _RESPONSE_BYTES[type_name].inc(size)
 

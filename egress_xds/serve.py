@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from egress_xds.admin import DebugState, PolicyReloader, add_debug_services
-from egress_xds.admin.reloads import FILE_CHANGE, SIGNAL
+from egress_xds.admin import DebugView, PolicyReloader, add_debug_services
+from egress_xds.defaults import FILE_DEBOUNCE_MS, SERVE_LISTEN
 from egress_xds.listen_address import bind_failure
 from egress_xds.logs import scrub_logs
 from egress_xds.metrics import RELOADS, SNAPSHOT_BUILD_SECONDS, serve_metrics
@@ -26,9 +26,10 @@ from egress_xds.policy.errors import ConfigError
 from egress_xds.policy.model import PolicySet
 from egress_xds.publish import PolicyPublisher, PublishReport
 from egress_xds.scrub import SecretScrubber
-from egress_xds.sources.file_watch import DEFAULT_DEBOUNCE_MS, watch_policy_file
+from egress_xds.sources.file_watch import watch_policy_file
 from egress_xds.sources.kubernetes.layers import PolicyLayers
 from egress_xds.sources.policy_source import PolicySource
+from egress_xds.sources.reloader import FILE_CHANGE, SIGNAL
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.server import install_signal_handlers, registry_of, start_server
 
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # the kubernetes client is imported only with --kubernetes
 
 _log = logging.getLogger("egress_xds.serve")
 
-DEFAULT_LISTEN = "0.0.0.0:18000"
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
@@ -45,8 +45,8 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 class ServeOptions:
     config: Path | None  # None: build the policy from the environment
     environ: Mapping[str, str]
-    listen: str = DEFAULT_LISTEN
-    debounce_ms: int = DEFAULT_DEBOUNCE_MS
+    listen: str = SERVE_LISTEN
+    debounce_ms: int = FILE_DEBOUNCE_MS
     metrics_address: str | None = None
     kubernetes: KubernetesOptions | None = None  # also follow EgressProxy resources; they take precedence
     from_env: bool = True  # with config None and kubernetes set, False means: no file or environment policy
@@ -97,17 +97,17 @@ async def _serve(
             raise StartupError(f"cannot listen on {options.metrics_address} (metrics): {reason}") from None
     kubernetes = await _start_kubernetes(options, publisher, layers)
     policies = layers.current()
-    _log_publish(publisher.publish(policies), policies, "loaded")
+    _report_publish(publisher.publish(policies), policies, "loaded")
     reloader = PolicyReloader(
         lambda: read_static_policies(options),
-        lambda new: _log_publish(publisher.publish(layers.with_static(new)), layers.current(), "reloaded"),
+        lambda new: _report_publish(publisher.publish(layers.with_static(new)), layers.current(), "reloaded"),
         _reject,
         source=_source(options),
     )
     reloader.loaded(policies)
 
     async def add_debug(server: grpc.aio.Server) -> None:
-        state = DebugState(
+        state = DebugView(
             publisher.cache,
             registry_of(server),
             policies=lambda: publisher.policies,
@@ -186,7 +186,7 @@ async def _start_kubernetes(
     from egress_xds.sources.kubernetes.source import KubernetesSource
 
     def changed(policies: PolicySet) -> None:
-        _log_publish(publisher.publish(layers.with_kubernetes(policies)), layers.current(), "kubernetes: published")
+        _report_publish(publisher.publish(layers.with_kubernetes(policies)), layers.current(), "kubernetes: published")
 
     source = KubernetesSource(options.kubernetes, changed, environ=options.environ)
     _log.info("waiting for the first list of EgressProxy, ClusterEgressProxy and Secret resources")
@@ -194,7 +194,7 @@ async def _start_kubernetes(
     return source
 
 
-def _log_publish(report: PublishReport, policies: PolicySet, verb: str) -> None:
+def _report_publish(report: PublishReport, policies: PolicySet, verb: str) -> None:
     RELOADS.labels(result="ok").inc()
     SNAPSHOT_BUILD_SECONDS.observe(report.build_seconds)
     names = ", ".join(policy.name for policy in policies.policies)

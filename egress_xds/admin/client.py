@@ -10,7 +10,6 @@ import grpc
 
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 
-DEFAULT_SERVER = "127.0.0.1:18000"
 TIMEOUT_SECONDS = 10.0
 
 T = TypeVar("T")

@@ -30,23 +30,23 @@ from google.protobuf import any_pb2
 from egress_xds.admin import messages
 from egress_xds.admin.node_match import UnsupportedMatcher, any_matches
 from egress_xds.admin.redact_resources import redacted_any
-from egress_xds.admin.state import DebugState
-from egress_xds.admin.sync import ResourceState, ResourceSync, SyncState, TypeSync, resource_syncs, stream_sync
+from egress_xds.admin.state import DebugView
+from egress_xds.admin.sync import ResourceState, ResourceSync, SyncStatus, TypeComparison, resource_syncs, stream_sync
 
 SERVICE_NAME = "envoy.service.status.v3.ClientStatusDiscoveryService"
 
 CONFIG_STATUS = {
-    SyncState.SYNCED: ConfigStatus.SYNCED,
-    SyncState.NOT_SENT: ConfigStatus.NOT_SENT,
-    SyncState.STALE: ConfigStatus.STALE,
-    SyncState.NACKED: ConfigStatus.ERROR,
+    SyncStatus.SYNCED: ConfigStatus.SYNCED,
+    SyncStatus.NOT_SENT: ConfigStatus.NOT_SENT,
+    SyncStatus.STALE: ConfigStatus.STALE,
+    SyncStatus.NACKED: ConfigStatus.ERROR,
 }
 
 
 class ClientStatusService:
     """The CSDS servicer. Both RPCs answer from the live stream records; the stream form answers every request."""
 
-    def __init__(self, state: DebugState) -> None:
+    def __init__(self, state: DebugView) -> None:
         self._state = state
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -87,7 +87,7 @@ class ClientStatusService:
                 )
         return response
 
-    def _summary(self, sync: TypeSync) -> ClientConfig.GenericXdsConfig:
+    def _summary(self, sync: TypeComparison) -> ClientConfig.GenericXdsConfig:
         status = sync.status
         detail = messages.type_sync(sync, include_resources=False, scrubber=self._state.scrubber)
         packed = any_pb2.Any()
@@ -101,7 +101,7 @@ class ClientStatusService:
         )
         if status.ack_time is not None:
             entry.last_updated.CopyFrom(messages.timestamp(status.ack_time))
-        if sync.state is SyncState.NACKED and status.nack_message is not None:
+        if sync.state is SyncStatus.NACKED and status.nack_message is not None:
             entry.error_state.CopyFrom(
                 UpdateFailureState(
                     details=self._state.scrubber.scrub(status.nack_message),
@@ -111,7 +111,9 @@ class ClientStatusService:
             )
         return entry
 
-    def _resource_entry(self, sync: TypeSync, resource: ResourceSync, contents: bool) -> ClientConfig.GenericXdsConfig:
+    def _resource_entry(
+        self, sync: TypeComparison, resource: ResourceSync, contents: bool
+    ) -> ClientConfig.GenericXdsConfig:
         status = sync.status
         entry = ClientConfig.GenericXdsConfig(
             type_url=status.type_url,
@@ -135,15 +137,15 @@ class ClientStatusService:
         return entry
 
 
-def _type_client_status(sync: TypeSync) -> int:
-    if sync.state is SyncState.NACKED:
+def _type_client_status(sync: TypeComparison) -> int:
+    if sync.state is SyncStatus.NACKED:
         return int(ClientResourceStatus.NACKED)
     if sync.status.version_acked:
         return int(ClientResourceStatus.ACKED)
     return int(ClientResourceStatus.REQUESTED)
 
 
-def _resource_config_status(sync: TypeSync, resource: ResourceSync) -> int:
+def _resource_config_status(sync: TypeComparison, resource: ResourceSync) -> int:
     state = resource.state
     if state is ResourceState.SYNCED:
         return int(ConfigStatus.SYNCED)

@@ -5,20 +5,20 @@ from __future__ import annotations
 from envoy.config.core.v3.base_pb2 import Node as NodeMessage
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from egress_xds.admin.sync import ResourceSync, SyncState, TypeSync, group_labels, resource_syncs
+from egress_xds.admin.sync import ResourceSync, SyncStatus, TypeComparison, group_labels, resource_syncs
 from egress_xds.admin.v1 import admin_pb2
 from egress_xds.policy.errors import ConfigIssue
 from egress_xds.scrub import SecretScrubber
-from egress_xds.xds.registry import Protocol, StreamRecord
-from egress_xds.xds.type_urls import short_name
+from egress_xds.type_urls import short_name
+from egress_xds.xds.registry import AdsVariant, StreamRecord
 
 SYNC_STATUS = {
-    SyncState.SYNCED: admin_pb2.SYNC_STATUS_SYNCED,
-    SyncState.NOT_SENT: admin_pb2.SYNC_STATUS_NOT_SENT,
-    SyncState.STALE: admin_pb2.SYNC_STATUS_STALE,
-    SyncState.NACKED: admin_pb2.SYNC_STATUS_NACKED,
+    SyncStatus.SYNCED: admin_pb2.SYNC_STATUS_SYNCED,
+    SyncStatus.NOT_SENT: admin_pb2.SYNC_STATUS_NOT_SENT,
+    SyncStatus.STALE: admin_pb2.SYNC_STATUS_STALE,
+    SyncStatus.NACKED: admin_pb2.SYNC_STATUS_NACKED,
 }
-PROTOCOL = {Protocol.SOTW: admin_pb2.PROTOCOL_SOTW, Protocol.DELTA: admin_pb2.PROTOCOL_DELTA}
+PROTOCOL = {AdsVariant.SOTW: admin_pb2.PROTOCOL_SOTW, AdsVariant.DELTA: admin_pb2.PROTOCOL_DELTA}
 
 
 def timestamp(seconds: float) -> Timestamp:
@@ -45,7 +45,7 @@ def user_agent(node: NodeMessage) -> str:
 
 def node_status(
     record: StreamRecord,
-    syncs: list[TypeSync],
+    syncs: list[TypeComparison],
     *,
     waiting: bool,
     include_resources: bool,
@@ -70,7 +70,7 @@ def node_status(
     return message
 
 
-def type_sync(sync: TypeSync, *, include_resources: bool, scrubber: SecretScrubber) -> admin_pb2.TypeSync:
+def type_sync(sync: TypeComparison, *, include_resources: bool, scrubber: SecretScrubber) -> admin_pb2.TypeSync:
     status = sync.status
     message = admin_pb2.TypeSync(
         type_url=status.type_url,
@@ -91,7 +91,7 @@ def type_sync(sync: TypeSync, *, include_resources: bool, scrubber: SecretScrubb
                 message=scrubber.scrub(status.nack_message),
                 version=status.nack_version or "",
                 time=timestamp(status.nack_time or 0.0),
-                current=sync.state is SyncState.NACKED,
+                current=sync.state is SyncStatus.NACKED,
             )
         )
     if include_resources:

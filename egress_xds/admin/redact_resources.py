@@ -24,8 +24,8 @@ from google.protobuf.message import Message
 from egress_xds.redact import REDACTED, SECRET_HEADERS, redact_config
 from egress_xds.translate.bootstrap import resources_as_dict
 from egress_xds.translate.resources import Resources
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from egress_xds.xds.snapshot import PreparedResource
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 
 CACHE_SIZE = 4096
 _ANY = any_pb2.Any.DESCRIPTOR.full_name

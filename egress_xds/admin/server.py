@@ -16,11 +16,11 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from egress_xds.admin import csds, service
-from egress_xds.admin.state import DebugState
+from egress_xds.admin.state import DebugView
 from egress_xds.xds import server as xds_server
 
 
-async def add_debug_services(server: grpc.aio.Server, state: DebugState) -> health_aio.HealthServicer:
+async def add_debug_services(server: grpc.aio.Server, state: DebugView) -> health_aio.HealthServicer:
     """Register health, CSDS, admin and reflection on a server made by `xds.create_server` (before `start`).
 
     Health reports SERVING for the server ("") and for each service, and NOT_SERVING as soon as `stop_server`

@@ -16,7 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from egress_xds.admin.status_view import format_age
 from egress_xds.admin.v1 import admin_pb2
-from egress_xds.xds.type_urls import ads_sort_key, short_name
+from egress_xds.type_urls import ads_sort_key, short_name
 
 
 def server_summary(

@@ -14,21 +14,22 @@ import grpc
 from egress_xds.admin import messages
 from egress_xds.admin.policy_summary import policy_summary
 from egress_xds.admin.redact_resources import resources_json
-from egress_xds.admin.reloads import ADMIN, ReloadAttempt
-from egress_xds.admin.state import DebugState
+from egress_xds.admin.state import DebugView
 from egress_xds.admin.sync import expected_set, group_labels, snapshot_of, stream_sync
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 from egress_xds.policy.node import PolicyGroup
+from egress_xds.redact import redact_value
 from egress_xds.scrub import SecretScrubber
+from egress_xds.sources.reloader import ADMIN, ReloadAttempt
+from egress_xds.type_urls import ads_sort_key
 from egress_xds.xds.registry import StreamRecord
 from egress_xds.xds.snapshot import PreparedResource
-from egress_xds.xds.type_urls import ads_sort_key
 
 SERVICE_NAME = "egress_xds.admin.v1.Admin"
 
 
 class AdminService:
-    def __init__(self, state: DebugState) -> None:
+    def __init__(self, state: DebugView) -> None:
         self._state = state
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
@@ -60,7 +61,9 @@ class AdminService:
             if not request.stream_id or record.stream_id == request.stream_id
         ]
         if not request.node_id or not records:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no connected node {request.node_id!r}")
+            # The id is the caller's text, quoted whole: a URL pasted as an id is shown without its userinfo.
+            node_id = self._state.scrubber.scrub(repr(redact_value(request.node_id)))
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no connected node {node_id}")
         record = max(records, key=lambda item: item.stream_id)
         policy, mode = group_labels(record.group, record)
         snapshot = snapshot_of(self._state.cache, record)

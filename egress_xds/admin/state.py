@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from egress_xds.admin.reloads import PolicyReloader
 from egress_xds.policy.model import PolicySet
 from egress_xds.scrub import SecretScrubber
+from egress_xds.sources.reloader import PolicyReloader
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
 
@@ -22,7 +22,7 @@ def _no_policies() -> PolicySet:
 
 
 @dataclass
-class DebugState:
+class DebugView:
     cache: SnapshotCache
     registry: StreamRegistry
     policies: Callable[[], PolicySet] = _no_policies

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from egress_xds.admin.v1 import admin_pb2
-from egress_xds.xds.type_urls import ads_sort_key
+from egress_xds.type_urls import ads_sort_key
 
 ALWAYS_SHOWN = ("cds", "lds")
 STATUS_TEXT = {

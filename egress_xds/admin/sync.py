@@ -22,13 +22,13 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
 from egress_xds.policy.node import PolicyGroup
+from egress_xds.type_urls import ads_sort_key
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.registry import StreamRecord, TypeStatus
+from egress_xds.xds.registry import StreamRecord, TypeRecord
 from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
-from egress_xds.xds.type_urls import ads_sort_key
 
 
-class SyncState(enum.Enum):
+class SyncStatus(enum.Enum):
     """The value is what `egress-xds status` prints."""
 
     SYNCED = "SYNCED"
@@ -38,11 +38,11 @@ class SyncState(enum.Enum):
 
 
 @dataclass(frozen=True)
-class TypeSync:
+class TypeComparison:
     """One type on one stream: its state, since when (`time.time()`), and what the node should have."""
 
-    status: TypeStatus
-    state: SyncState
+    status: TypeRecord
+    state: SyncStatus
     since: float
     expected: ResourceSet | None  # None while the node waits for a snapshot
 
@@ -81,7 +81,7 @@ def snapshot_of(cache: SnapshotCache, record: StreamRecord) -> Snapshot | None:
     return cache.snapshot_for_group(record.group)
 
 
-def expected_set(snapshot: Snapshot | None, status: TypeStatus) -> ResourceSet | None:
+def expected_set(snapshot: Snapshot | None, status: TypeRecord) -> ResourceSet | None:
     """The resources of the status' type the stream should hold per its subscription (no make-before-break)."""
     if snapshot is None:
         return None
@@ -94,28 +94,28 @@ def expected_set(snapshot: Snapshot | None, status: TypeStatus) -> ResourceSet |
     return ResourceSet(status.type_url, selected)
 
 
-def type_sync(record: StreamRecord, status: TypeStatus, snapshot: Snapshot | None) -> TypeSync:
+def type_sync(record: StreamRecord, status: TypeRecord, snapshot: Snapshot | None) -> TypeComparison:
     """Apply the rules of the module docstring to one type of one stream."""
     expected = expected_set(snapshot, status)
     if status.last_update_time is None:
-        return TypeSync(status, SyncState.NOT_SENT, record.connected_at, expected)
+        return TypeComparison(status, SyncStatus.NOT_SENT, record.connected_at, expected)
     if status.nacked or status.still_refused:
-        return TypeSync(status, SyncState.NACKED, status.nack_time or status.last_update_time, expected)
+        return TypeComparison(status, SyncStatus.NACKED, status.nack_time or status.last_update_time, expected)
     if status.version_acked != status.version_sent or status.ack_time is None:
-        return TypeSync(status, SyncState.STALE, status.last_update_time, expected)
+        return TypeComparison(status, SyncStatus.STALE, status.last_update_time, expected)
     if expected is not None and expected.version != status.version_acked:
-        return TypeSync(status, SyncState.STALE, max(status.ack_time, status.last_update_time), expected)
-    return TypeSync(status, SyncState.SYNCED, status.ack_time, expected)
+        return TypeComparison(status, SyncStatus.STALE, max(status.ack_time, status.last_update_time), expected)
+    return TypeComparison(status, SyncStatus.SYNCED, status.ack_time, expected)
 
 
-def stream_sync(record: StreamRecord, cache: SnapshotCache) -> list[TypeSync]:
+def stream_sync(record: StreamRecord, cache: SnapshotCache) -> list[TypeComparison]:
     """Every type the stream asked for, in ADS order."""
     snapshot = snapshot_of(cache, record)
     types = sorted(record.types.values(), key=lambda status: ads_sort_key(status.type_url))
     return [type_sync(record, status, snapshot) for status in types]
 
 
-def resource_syncs(sync: TypeSync) -> Iterator[ResourceSync]:
+def resource_syncs(sync: TypeComparison) -> Iterator[ResourceSync]:
     """Per resource, in name order: every name the node holds, was sent, should have, or asked for."""
     status = sync.status
     expected: Mapping[str, PreparedResource] = sync.expected.resources if sync.expected is not None else {}
@@ -130,11 +130,11 @@ def resource_syncs(sync: TypeSync) -> Iterator[ResourceSync]:
         yield ResourceSync(name, acked, sent, wanted, offered, _resource_state(acked, wanted, offered, sync))
 
 
-def _refused(sync: TypeSync, name: str, acked: PreparedResource | None) -> PreparedResource | None:
+def _refused(sync: TypeComparison, name: str, acked: PreparedResource | None) -> PreparedResource | None:
     """The version of `name` the node rejected, while that rejection is current."""
     status = sync.status
     offered = status.rejected.get(name)
-    if offered is None or sync.state is not SyncState.NACKED:
+    if offered is None or sync.state is not SyncStatus.NACKED:
         return None
     if status.refused:  # Delta: exactly the versions refused and not sent again
         return offered if status.refused.get(name) == offered.version else None
@@ -145,7 +145,7 @@ def _resource_state(
     acked: PreparedResource | None,
     expected: PreparedResource | None,
     rejected: PreparedResource | None,
-    sync: TypeSync,
+    sync: TypeComparison,
 ) -> ResourceState:
     if rejected is not None:
         return ResourceState.REJECTED

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
 
-from egress_xds.explain.destination import Probe, Protocol, parse_destination
+from egress_xds.explain.destination import Probe, TrafficKind, parse_destination
 from egress_xds.explain.listener_eval import UnsupportedConfig, choose_chain, choose_route, network_filter
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.translate import names
 from egress_xds.translate.capture_listener import capture_listener
 
-__all__ = ["Explanation", "Probe", "Protocol", "UnsupportedConfig", "explain", "parse_destination"]
+__all__ = ["Explanation", "Probe", "TrafficKind", "UnsupportedConfig", "explain", "parse_destination"]
 
 
 @dataclass(frozen=True)

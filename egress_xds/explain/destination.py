@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from egress_xds.policy.destinations import IPAddress, is_ip_literal, parse_host, parse_ip, parse_port, split_host_port
 
 
-class Protocol(enum.Enum):
+class TrafficKind(enum.Enum):
     TLS = "tls"  # the name (if any) is visible as SNI
     HTTP = "http"  # plain HTTP: the name is visible in the Host header
     TCP = "tcp"  # anything else: no name visible, only the address
@@ -22,17 +22,17 @@ class Probe:
     name: str | None
     ip: IPAddress | None
     port: int
-    protocol: Protocol
+    protocol: TrafficKind
 
     def __str__(self) -> str:
         host = self.name or (f"[{self.ip}]" if self.ip is not None and self.ip.version == 6 else str(self.ip))
         return f"{host}:{self.port}"
 
 
-DEFAULT_PORTS = {Protocol.TLS: 443, Protocol.HTTP: 80}
+DEFAULT_PORTS = {TrafficKind.TLS: 443, TrafficKind.HTTP: 80}
 
 
-def parse_destination(text: str, *, protocol: Protocol | None = None, address: str | None = None) -> Probe:
+def parse_destination(text: str, *, protocol: TrafficKind | None = None, address: str | None = None) -> Probe:
     """`https://host/path`, `http://host:8080`, `host`, `host:port`, `10.1.2.3:5432`, `[::1]:443`.
 
     Without a scheme: a name means TLS (its SNI is visible), an address alone means raw TCP, unless `protocol`
@@ -51,9 +51,11 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
     host = parse_host(host)
     ip = parse_ip(host, unmap=False)
     if protocol is None:
-        protocol = {"https": Protocol.TLS, "http": Protocol.HTTP}.get(scheme, Protocol.TCP if ip else Protocol.TLS)
+        protocol = {"https": TrafficKind.TLS, "http": TrafficKind.HTTP}.get(
+            scheme, TrafficKind.TCP if ip else TrafficKind.TLS
+        )
     if port_text:
-        port = parse_port(port_text)
+        port = parse_port(port_text, quote=port_text.isdigit())  # `http://alice:S3cret`: never quote a password
     elif protocol in DEFAULT_PORTS:
         port = DEFAULT_PORTS[protocol]
     else:
@@ -66,7 +68,7 @@ def parse_destination(text: str, *, protocol: Protocol | None = None, address: s
             raise ValueError(f"--address {address} contradicts the destination's own address {ip}")
         ip = resolved
     name = None if is_ip_literal(host) else host
-    if protocol is Protocol.TCP:
+    if protocol is TrafficKind.TCP:
         if ip is None:
             raise ValueError(
                 f"raw TCP shows Envoy no name, only an address: pass --address IP (the address {host} resolves to)"

@@ -19,7 +19,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
 from envoy.extensions.matching.input_matchers.ip.v3.ip_pb2 import Ip
 from google.protobuf.wrappers_pb2 import StringValue
 
-from egress_xds.explain.destination import Probe, Protocol
+from egress_xds.explain.destination import Probe, TrafficKind
 
 _INPUTS = {
     "envoy.extensions.matching.common_inputs.network.v3.DestinationIPInput": "ip",
@@ -84,13 +84,13 @@ def choose_route(manager: HttpConnectionManager, authority: str) -> RouteChoice:
 
 
 def _inputs(probe: Probe) -> dict[str, str | None]:
-    tls = probe.protocol is Protocol.TLS
+    tls = probe.protocol is TrafficKind.TLS
     return {
         "ip": str(probe.ip) if probe.ip is not None else None,
         "port": str(probe.port),
         "sni": probe.name if tls else None,
         "transport": "tls" if tls else "raw_buffer",
-        "alpn": "'http/1.1'" if probe.protocol is Protocol.HTTP else None,
+        "alpn": "'http/1.1'" if probe.protocol is TrafficKind.HTTP else None,
         # Envoy says "local" for a source on loopback or with the destination's own address. A probe is a
         # connection from the pod: only a loopback destination (the pod's own addresses are not known here) is.
         "source_type": "local" if probe.ip is not None and probe.ip.is_loopback else None,

@@ -11,7 +11,7 @@ In short: entries are comma-separated, trimmed, case-insensitive, trailing dots 
 
 Deliberate differences to Go (all stricter or more explicit, none loosen a Go rule):
 
-* Go ignores malformed entries; here each one becomes a `NoProxyError` (the valid entries are kept).
+* Go ignores malformed entries; here each one becomes a `RejectedNoProxyEntry` (the valid entries are kept).
   Rejected: bad CIDRs, a CIDR with a port (`10.0.0.0/8:443`, which Go silently never matches), ports
   outside 1-65535, `@` (`user@host`), empty labels (`a..b`), characters not allowed in a host name, `*` other
   than alone or as a leading `*.`, URLs (`http://...`), IP zone indexes (`fe80::1%eth0`), names whose last label is all
@@ -58,7 +58,7 @@ class NoProxyEntry:
 
 
 @dataclass(frozen=True)
-class NoProxyError:
+class RejectedNoProxyEntry:
     """A NO_PROXY entry that was rejected; it is reported, never silently dropped."""
 
     index: int  # 0-based position among the non-empty entries of the list
@@ -112,15 +112,15 @@ class NoProxy:
         return tuple(entry for entry in self.entries if entry.network is not None)
 
 
-def parse_no_proxy(value: str | Sequence[str]) -> tuple[NoProxy, list[NoProxyError]]:
+def parse_no_proxy(value: str | Sequence[str]) -> tuple[NoProxy, list[RejectedNoProxyEntry]]:
     """Parse a NO_PROXY value: a comma-separated string, or a list whose items may also be comma-separated.
 
-    Returns the valid entries and one `NoProxyError` per rejected entry. Empty entries are skipped without an
+    Returns the valid entries and one `RejectedNoProxyEntry` per rejected entry. Empty entries are skipped without an
     error and do not count for `index`.
     """
     items = [value] if isinstance(value, str) else list(value)
     entries: list[NoProxyEntry] = []
-    errors: list[NoProxyError] = []
+    errors: list[RejectedNoProxyEntry] = []
     everything = False
     index = 0
     for item in items:
@@ -134,7 +134,7 @@ def parse_no_proxy(value: str | Sequence[str]) -> tuple[NoProxy, list[NoProxyErr
                 try:
                     entries.append(_parse_entry(raw, index))
                 except ValueError as exc:  # _EntryError, or a DestinationError of the form
-                    errors.append(NoProxyError(index=index, raw=raw, message=str(exc)))
+                    errors.append(RejectedNoProxyEntry(index=index, raw=raw, message=str(exc)))
             index += 1
     return NoProxy(entries=tuple(entries), everything=everything), errors
 
@@ -145,7 +145,7 @@ def parse_no_proxy(value: str | Sequence[str]) -> tuple[NoProxy, list[NoProxyErr
 
 
 class _EntryError(ValueError):
-    """Raised while parsing one entry; becomes a NoProxyError."""
+    """Raised while parsing one entry; becomes a RejectedNoProxyEntry."""
 
 
 _EXPECTED = "expected HOST, .DOMAIN, *.DOMAIN, IP, CIDR, HOST:PORT, IPv4:PORT or [IPv6]:PORT"

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import watchfiles
 
+from egress_xds.defaults import FILE_DEBOUNCE_MS
+
 _log = logging.getLogger("egress_xds.sources")
 
-DEFAULT_DEBOUNCE_MS = 200
 IDENTITY_CHECK_MS = 1000  # how often the directory's identity is checked when nothing changes
 RESTART_BACKOFF_SECONDS = (0.1, 10.0)  # first and longest wait before watching again
 
@@ -32,7 +33,7 @@ async def watch_policy_file(
     path: Path,
     on_change: Callable[[], Awaitable[object]],
     *,
-    debounce_ms: int = DEFAULT_DEBOUNCE_MS,
+    debounce_ms: int = FILE_DEBOUNCE_MS,
     stop: asyncio.Event | None = None,
     backoff: tuple[float, float] = RESTART_BACKOFF_SECONDS,
 ) -> None:

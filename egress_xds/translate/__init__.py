@@ -13,10 +13,10 @@ from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import NodeMode
 from egress_xds.translate import clusters
 from egress_xds.translate.capture_listener import capture_listener
-from egress_xds.translate.resources import CLUSTER_TYPE_URL, LISTENER_TYPE_URL, Resources
+from egress_xds.translate.resources import Resources
 from egress_xds.translate.standalone_listeners import explicit_listener, forward_proxy_listener
 
-__all__ = ["CLUSTER_TYPE_URL", "LISTENER_TYPE_URL", "Resources", "translate"]
+__all__ = ["Resources", "translate"]
 
 
 def translate(policy: EgressPolicy, mode: NodeMode) -> Resources:

@@ -32,10 +32,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3.http_connection
 from envoy.type.matcher.v3.string_pb2 import StringMatcher
 from google.protobuf.wrappers_pb2 import BoolValue
 
+from egress_xds.defaults import CAPTURE_PORT
 from egress_xds.policy.destinations import parse_host_port
 from egress_xds.policy.node import NodeMode
 from egress_xds.translate import names
-from egress_xds.translate.capture_listener import CAPTURE_PORT
 from egress_xds.translate.protobuf import typed
 
 DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9901"  # standalone

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from envoy.config.cluster.v3.cluster_pb2 import Cluster
 from envoy.config.listener.v3.listener_pb2 import Listener
 
-LISTENER_TYPE_URL = "type.googleapis.com/envoy.config.listener.v3.Listener"
-CLUSTER_TYPE_URL = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 
 
 @dataclass(frozen=True)

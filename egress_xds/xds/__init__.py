@@ -5,7 +5,7 @@ Envoys; the `StreamRegistry` says what each connected stream was sent, ACKed and
 """
 
 from egress_xds.xds.cache import SnapshotCache, Watch
-from egress_xds.xds.registry import Protocol, StreamRecord, StreamRegistry, TypeStatus
+from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry, TypeRecord
 from egress_xds.xds.server import (
     SERVER_OPTIONS,
     AggregatedDiscoveryService,
@@ -21,15 +21,15 @@ from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
 
 __all__ = [
     "SERVER_OPTIONS",
+    "AdsVariant",
     "AggregatedDiscoveryService",
     "PreparedResource",
-    "Protocol",
     "ResourceSet",
     "Snapshot",
     "SnapshotCache",
     "StreamRecord",
     "StreamRegistry",
-    "TypeStatus",
+    "TypeRecord",
     "Watch",
     "bound_port",
     "create_server",

@@ -1,7 +1,7 @@
 """Incremental (Delta) ADS: responses carry only changed resources and the names of removed ones.
 
 Rules kept here (docs/architecture.md, "The xDS protocol rules the server keeps"):
-- Per resource, the client's version is tracked (`TypeState.known`): from `initial_resource_versions` on the
+- Per resource, the client's version is tracked (`StreamTypeState.known`): from `initial_resource_versions` on the
   first request of a type (a reconnecting Envoy that is up to date is sent nothing), then from what we send.
 - A NACK records the error; the versions it rejected stay "known", so they are never sent again. A resource
   goes out again only when its version changes.
@@ -23,13 +23,13 @@ from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
+from egress_xds.type_urls import WILDCARD
 from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
-from egress_xds.xds.registry import Protocol
+from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
-from egress_xds.xds.state import TypeState, mark_acked, mark_sent, uses_of
+from egress_xds.xds.state import StreamTypeState, mark_acked, mark_sent, uses_of
 from egress_xds.xds.stream import AdsStream
-from egress_xds.xds.type_urls import WILDCARD
 
 # DeltaDiscoveryResponse field numbers
 _SYSTEM_VERSION_INFO = 1
@@ -41,7 +41,7 @@ _REMOVED_RESOURCES = 6
 class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
     """One `DeltaAggregatedResources` call."""
 
-    protocol = Protocol.DELTA
+    protocol = AdsVariant.DELTA
 
     def _handle(self, request: DeltaDiscoveryRequest) -> None:
         self._start(request.node if request.HasField("node") else None)
@@ -64,7 +64,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         if request.resource_names_subscribe:
             _subscribe(state, request.resource_names_subscribe, initial)
 
-    def _acked(self, state: TypeState) -> None:
+    def _acked(self, state: StreamTypeState) -> None:
         status = state.status
         previous = status.acked
         super()._acked(state)
@@ -81,7 +81,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             status.acked = acked
             status.version_acked = set_version(acked.values())
 
-    def _nacked(self, state: TypeState, message: str) -> None:
+    def _nacked(self, state: StreamTypeState, message: str) -> None:
         super()._nacked(state, message)
         status = state.status
         offered = {
@@ -91,14 +91,14 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         }
         status.refused = {**status.refused, **offered}
 
-    def _retry(self, state: TypeState) -> None:
+    def _retry(self, state: StreamTypeState) -> None:
         """Forget that the client has the versions it refused, so that they are in the response again."""
         super()._retry(state)
         for name, version in state.status.refused.items():
             if state.known.get(name) == version:
                 del state.known[name]
 
-    def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
+    def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
         if state.declared:
             _adopt_declared(state, desired.resources)
@@ -134,7 +134,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         )
 
 
-def _adopt_declared(state: TypeState, desired: Mapping[str, PreparedResource]) -> None:
+def _adopt_declared(state: StreamTypeState, desired: Mapping[str, PreparedResource]) -> None:
     """A (re)connecting client declared the versions it holds: those equal to what it should have are held and
     accepted (it got them from an earlier stream, or another replica), as if sent and ACKed on this stream."""
     declared, state.declared = state.declared, {}
@@ -151,7 +151,7 @@ def _adopt_declared(state: TypeState, desired: Mapping[str, PreparedResource]) -
     status.wildcard = state.subscription.wildcard
 
 
-def _subscribe(state: TypeState, names: Iterable[str], initial: Mapping[str, str]) -> None:
+def _subscribe(state: StreamTypeState, names: Iterable[str], initial: Mapping[str, str]) -> None:
     for name in state.subscription.subscribe(names):
         if name in initial:
             continue  # declared held on (re)connect: sent only if its version differs
@@ -161,7 +161,7 @@ def _subscribe(state: TypeState, names: Iterable[str], initial: Mapping[str, str
             state.reported_absent.discard(name)
 
 
-def _unsubscribe(state: TypeState, unsubscribed: Iterable[str]) -> None:
+def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str]) -> None:
     names = list(unsubscribed)
     subscription = state.subscription
     subscription.unsubscribe(names)
@@ -182,7 +182,7 @@ def _unsubscribe(state: TypeState, unsubscribed: Iterable[str]) -> None:
         state.synced_version = None
 
 
-def _apply(state: TypeState, changed: list[PreparedResource], removed: list[str], absent: list[str]) -> None:
+def _apply(state: StreamTypeState, changed: list[PreparedResource], removed: list[str], absent: list[str]) -> None:
     """Record a response as sent: the client's versions, our view of what it holds, the names reported absent."""
     sent = dict(state.sent)
     for resource in changed:

@@ -19,8 +19,10 @@ from envoy.extensions.filters.network.http_connection_manager.v3.http_connection
 )
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
 
-_TCP_PROXY_TYPE_URL = "type.googleapis.com/" + TcpProxy.DESCRIPTOR.full_name
-_HCM_TYPE_URL = "type.googleapis.com/" + HttpConnectionManager.DESCRIPTOR.full_name
+from egress_xds.type_urls import type_url_of
+
+_TCP_PROXY_TYPE_URL = type_url_of(TcpProxy)
+_HCM_TYPE_URL = type_url_of(HttpConnectionManager)
 
 
 def clusters_used_by(listener: Listener) -> frozenset[str]:

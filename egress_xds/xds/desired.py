@@ -14,12 +14,12 @@ A kept cluster is taken from what the stream was sent before (the old version), 
 
 from __future__ import annotations
 
+from egress_xds.type_urls import CLUSTER_TYPE_URL
 from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
-from egress_xds.xds.state import TypeState
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL
+from egress_xds.xds.state import StreamTypeState
 
 
-def desired_set(snapshot: Snapshot, state: TypeState, listeners: TypeState | None) -> ResourceSet:
+def desired_set(snapshot: Snapshot, state: StreamTypeState, listeners: StreamTypeState | None) -> ResourceSet:
     """The resources of `state`'s type the stream subscribes to, plus clusters still needed by held listeners.
 
     When that is exactly the snapshot's set, the snapshot's own `ResourceSet` (prebuilt version and body) is
@@ -47,7 +47,7 @@ def desired_set(snapshot: Snapshot, state: TypeState, listeners: TypeState | Non
 
 
 def clusters_still_needed(
-    listeners: TypeState | None, clusters: TypeState, available: ResourceSet
+    listeners: StreamTypeState | None, clusters: StreamTypeState, available: ResourceSet
 ) -> dict[str, PreparedResource]:
     """Clusters missing from the snapshot that a listener the client may still hold uses."""
     if listeners is None or not listeners.held_uses:

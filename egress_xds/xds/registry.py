@@ -19,12 +19,12 @@ from egress_xds.policy.node import Node
 if TYPE_CHECKING:
     from egress_xds.xds.snapshot import PreparedResource
 
-Resources = Mapping[str, "PreparedResource"]
-NO_RESOURCES: Resources = MappingProxyType({})
+ResourcesByName = Mapping[str, "PreparedResource"]
+NO_RESOURCES: ResourcesByName = MappingProxyType({})
 NO_VERSIONS: Mapping[str, str] = MappingProxyType({})
 
 
-class Protocol(enum.Enum):
+class AdsVariant(enum.Enum):
     """Which ADS variant a stream speaks."""
 
     SOTW = "sotw"
@@ -32,7 +32,7 @@ class Protocol(enum.Enum):
 
 
 @dataclass
-class TypeStatus:
+class TypeRecord:
     """One resource type on one stream.
 
     `version_sent` / `version_acked` are versions of the set of that type the stream should hold (for Delta, the
@@ -60,9 +60,9 @@ class TypeStatus:
     last_update_time: float | None = None
     resource_names: frozenset[str] = frozenset()
     wildcard: bool = False
-    sent: Resources = field(default_factory=lambda: NO_RESOURCES)
-    acked: Resources = field(default_factory=lambda: NO_RESOURCES)
-    rejected: Resources = field(default_factory=lambda: NO_RESOURCES)
+    sent: ResourcesByName = field(default_factory=lambda: NO_RESOURCES)
+    acked: ResourcesByName = field(default_factory=lambda: NO_RESOURCES)
+    rejected: ResourcesByName = field(default_factory=lambda: NO_RESOURCES)
     refused: Mapping[str, str] = field(default_factory=lambda: NO_VERSIONS)
 
     @property
@@ -90,23 +90,23 @@ class StreamRecord:
     """
 
     stream_id: int
-    protocol: Protocol
+    protocol: AdsVariant
     peer: str
     node: Node
     group: Hashable | None = None
     connected_at: float = field(default_factory=time.time)
-    types: dict[str, TypeStatus] = field(default_factory=dict)
+    types: dict[str, TypeRecord] = field(default_factory=dict)
     node_message: bytes = b""
 
     @property
     def node_id(self) -> str:
         return self.node.id
 
-    def type_status(self, type_url: str) -> TypeStatus:
+    def type_status(self, type_url: str) -> TypeRecord:
         """The status of a type, created on first use."""
         status = self.types.get(type_url)
         if status is None:
-            status = self.types[type_url] = TypeStatus(type_url)
+            status = self.types[type_url] = TypeRecord(type_url)
         return status
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 
+from egress_xds.defaults import SERVE_LISTEN
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.delta import DeltaStream
 from egress_xds.xds.registry import StreamRegistry
@@ -133,7 +134,7 @@ _RUNNING: weakref.WeakKeyDictionary[grpc.aio.Server, _Running] = weakref.WeakKey
 
 def create_server(
     cache: SnapshotCache,
-    listen: str = "0.0.0.0:18000",
+    listen: str = SERVE_LISTEN,
     *,
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
@@ -151,7 +152,7 @@ def create_server(
 
 async def start_server(
     cache: SnapshotCache,
-    listen: str = "0.0.0.0:18000",
+    listen: str = SERVE_LISTEN,
     *,
     registry: StreamRegistry | None = None,
     options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,

@@ -19,11 +19,10 @@ from envoy.service.discovery.v3.discovery_pb2 import Resource
 from google.protobuf.any_pb2 import Any
 from google.protobuf.message import Message
 
+from egress_xds.type_urls import LISTENER_TYPE_URL, type_url_of
 from egress_xds.xds import wire
 from egress_xds.xds.dependencies import clusters_used_by
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL
 
-TYPE_URL_PREFIX = "type.googleapis.com/"
 _RESPONSE_RESOURCES_FIELD = 2  # DiscoveryResponse.resources and DeltaDiscoveryResponse.resources
 _HASH_BYTES = 8  # 16 hex characters: versions stay short in logs and CSDS, collisions are out of reach
 
@@ -85,7 +84,7 @@ def pack_resource(
 
 def check_resource(type_url: str, name: str, message: Message) -> None:
     """Refuse a resource filed under the wrong type URL or a name other than its own."""
-    if type_url != TYPE_URL_PREFIX + message.DESCRIPTOR.full_name:
+    if type_url != type_url_of(message):
         raise ValueError(f"resource {name!r} is a {message.DESCRIPTOR.full_name}, not {type_url}")
     own_name = getattr(message, "name", name) if "name" in message.DESCRIPTOR.fields_by_name else name
     if own_name and own_name != name:

@@ -16,9 +16,9 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
 from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
-from egress_xds.xds.registry import Protocol
+from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.snapshot import Snapshot
-from egress_xds.xds.state import TypeState, mark_sent
+from egress_xds.xds.state import StreamTypeState, mark_sent
 from egress_xds.xds.stream import AdsStream
 
 # DiscoveryResponse field numbers
@@ -30,7 +30,7 @@ _NONCE = 5
 class SotwStream(AdsStream[DiscoveryRequest]):
     """One `StreamAggregatedResources` call."""
 
-    protocol = Protocol.SOTW
+    protocol = AdsVariant.SOTW
 
     def _handle(self, request: DiscoveryRequest) -> None:
         self._start(request.node if request.HasField("node") else None)
@@ -47,7 +47,7 @@ class SotwStream(AdsStream[DiscoveryRequest]):
         if state.subscription.replace(request.resource_names, type_url=request.type_url, first=first):
             state.must_answer = True
 
-    def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
+    def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
         if not state.must_answer and desired.version == state.synced_version:
             return None

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from egress_xds.xds.registry import TypeStatus
+from egress_xds.xds.registry import TypeRecord
 from egress_xds.xds.snapshot import PreparedResource
 from egress_xds.xds.subscription import Subscription
 
 
 @dataclass(eq=False, slots=True)
-class TypeState:
+class StreamTypeState:
     """The protocol state of one type on one stream.
 
     `sent` is what the client holds once it applies our latest response: for SotW the resources of that
@@ -31,7 +31,7 @@ class TypeState:
     """
 
     type_url: str
-    status: TypeStatus
+    status: TypeRecord
     subscription: Subscription = field(default_factory=Subscription)
     requests: int = 0
     nonce: str = ""
@@ -57,7 +57,9 @@ def uses_of(resources: Iterable[PreparedResource]) -> frozenset[str]:
     return frozenset(uses)
 
 
-def mark_sent(state: TypeState, sent: Mapping[str, PreparedResource], delivered: Iterable[PreparedResource]) -> None:
+def mark_sent(
+    state: StreamTypeState, sent: Mapping[str, PreparedResource], delivered: Iterable[PreparedResource]
+) -> None:
     """Record the client's view after a response that delivered `delivered` (all of it, for SotW)."""
     state.sent = sent
     delivered = list(delivered)
@@ -72,7 +74,7 @@ def mark_sent(state: TypeState, sent: Mapping[str, PreparedResource], delivered:
         state.held_uses = state.held_uses | uses
 
 
-def mark_acked(state: TypeState) -> None:
+def mark_acked(state: StreamTypeState) -> None:
     """The latest response was applied: the client holds exactly `sent`."""
     state.held = state.sent
     state.held_uses = uses_of(state.sent.values())

@@ -25,12 +25,12 @@ from google.protobuf.message import DecodeError
 
 from egress_xds import metrics
 from egress_xds.policy.node import Node
+from egress_xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
 from egress_xds.xds.cache import SnapshotCache, Watch
 from egress_xds.xds.node import node_from_proto, node_identity
-from egress_xds.xds.registry import Protocol, StreamRecord, StreamRegistry
+from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry
 from egress_xds.xds.snapshot import Snapshot
-from egress_xds.xds.state import TypeState, mark_acked
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
+from egress_xds.xds.state import StreamTypeState, mark_acked
 
 RequestT = TypeVar("RequestT")
 
@@ -57,7 +57,7 @@ class ProtocolError(Exception):
 class AdsStream(ABC, Generic[RequestT]):
     """One ADS stream. Subclasses implement `_handle` (one request) and `_respond` (one type, or nothing)."""
 
-    protocol: ClassVar[Protocol]
+    protocol: ClassVar[AdsVariant]
 
     def __init__(
         self,
@@ -74,8 +74,8 @@ class AdsStream(ABC, Generic[RequestT]):
         self._inbox_bytes = 0
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while the inbox is full
         self.inbox_high_water = 0  # the most requests the inbox ever held (tests, debugging)
-        self._states: dict[str, TypeState] = {}
-        self._ordered: list[TypeState] = []
+        self._states: dict[str, StreamTypeState] = {}
+        self._ordered: list[StreamTypeState] = []
         self._watch: Watch | None = None
         self._changed_at: float | None = None  # monotonic time of the oldest change not pushed yet
         self._ended = False
@@ -123,7 +123,7 @@ class AdsStream(ABC, Generic[RequestT]):
         """Apply one request to the stream's state."""
 
     @abstractmethod
-    def _respond(self, snapshot: Snapshot, state: TypeState) -> bytes | None:
+    def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         """The encoded response this type needs now, or None; updates `state` as if it was sent."""
 
     def _start(self, node_message: object | None) -> None:
@@ -147,7 +147,7 @@ class AdsStream(ABC, Generic[RequestT]):
             self._watch.group,
         )
 
-    def _state(self, type_url: str) -> tuple[TypeState, bool]:
+    def _state(self, type_url: str) -> tuple[StreamTypeState, bool]:
         """The state of a type, and whether this request is the first of that type on the stream."""
         state = self._states.get(type_url)
         if state is not None:
@@ -157,18 +157,18 @@ class AdsStream(ABC, Generic[RequestT]):
             raise ProtocolError("type_url is required on every request of an aggregated (ADS) stream")
         if len(self._states) >= MAX_TYPES_PER_STREAM:
             raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} distinct type URLs on one stream")
-        state = TypeState(type_url, self.record.type_status(type_url), requests=1)
+        state = StreamTypeState(type_url, self.record.type_status(type_url), requests=1)
         self._states[type_url] = state
         bisect.insort(self._ordered, state, key=lambda item: ads_sort_key(item.type_url))
         return state, True
 
-    def _listeners(self) -> TypeState | None:
+    def _listeners(self) -> StreamTypeState | None:
         return self._states.get(LISTENER_TYPE_URL)
 
     def _next_nonce(self) -> str:
         return format(next(self._nonces), "x")
 
-    def _acked(self, state: TypeState) -> None:
+    def _acked(self, state: StreamTypeState) -> None:
         mark_acked(state)
         status = state.status
         status.version_acked = status.version_sent
@@ -178,7 +178,7 @@ class AdsStream(ABC, Generic[RequestT]):
             metrics.converged(short_name(state.type_url), time.monotonic() - state.change_time)
             state.change_time = None
 
-    def _nacked(self, state: TypeState, message: str) -> None:
+    def _nacked(self, state: StreamTypeState, message: str) -> None:
         status = state.status
         status.nack_message = message
         status.nack_time = time.time()
@@ -198,7 +198,7 @@ class AdsStream(ABC, Generic[RequestT]):
             " ".join(message.split()),
         )
 
-    def _sent(self, state: TypeState, version: str, nonce: str) -> None:
+    def _sent(self, state: StreamTypeState, version: str, nonce: str) -> None:
         state.nonce = nonce
         state.synced_version = version
         state.must_answer = False
@@ -271,7 +271,7 @@ class AdsStream(ABC, Generic[RequestT]):
             return False
         return True
 
-    async def _send(self, snapshot: Snapshot, state: TypeState, changed_at: float | None) -> bool:
+    async def _send(self, snapshot: Snapshot, state: StreamTypeState, changed_at: float | None) -> bool:
         """Write the response `state` needs now, if any. True if it carries a change: a set of another version
         than the one sent before (a first response, or a resubscription to the same set, is no change)."""
         before = state.synced_version
@@ -297,7 +297,7 @@ class AdsStream(ABC, Generic[RequestT]):
             reason,
         )
 
-    def _retry(self, state: TypeState) -> None:
+    def _retry(self, state: StreamTypeState) -> None:
         """Send a NACKed type again although its version did not change: something else in the node's
         configuration did, which may be what the client lacked (a listener NACKed for a cluster it rejected)."""
         state.must_answer = True

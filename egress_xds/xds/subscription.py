@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from egress_xds.xds.type_urls import FULL_STATE_TYPES, WILDCARD
+from egress_xds.type_urls import FULL_STATE_TYPES, WILDCARD
 
 
 class Subscription:

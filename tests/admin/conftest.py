@@ -11,7 +11,7 @@ import pytest
 from envoy.service.status.v3 import csds_pb2_grpc
 from envoy.service.status.v3.csds_pb2 import ClientStatusRequest, ClientStatusResponse
 
-from egress_xds.admin import DebugState, add_debug_services
+from egress_xds.admin import DebugView, add_debug_services
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 from egress_xds.policy.model import PolicySet
 from egress_xds.scrub import SecretScrubber
@@ -28,7 +28,7 @@ class Debug:
     tests/xds harness, on the same channel)."""
 
     server: grpc.aio.Server
-    state: DebugState
+    state: DebugView
     channel: grpc.aio.Channel
     ads: Ads
 
@@ -61,7 +61,7 @@ class Debug:
 
 @pytest.fixture
 def policies() -> list[PolicySet]:
-    """What `DebugState.policies` returns: tests replace `policies[0]`."""
+    """What `DebugView.policies` returns: tests replace `policies[0]`."""
     return [PolicySet(())]
 
 
@@ -69,7 +69,7 @@ def policies() -> list[PolicySet]:
 async def debug(policies: list[PolicySet]) -> AsyncIterator[Debug]:
     cache = SnapshotCache(group_by_metadata)
     registry = StreamRegistry()
-    state = DebugState(cache, registry, lambda: policies[0], "test", None, SecretScrubber(lambda: policies[0]))
+    state = DebugView(cache, registry, lambda: policies[0], "test", None, SecretScrubber(lambda: policies[0]))
 
     async def add(server: grpc.aio.Server) -> None:
         await add_debug_services(server, state)

@@ -7,8 +7,8 @@ import asyncio
 from prometheus_client import REGISTRY
 
 from egress_xds import metrics
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import SHORT_NAMES
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import SHORT_NAMES
 from tests.admin.conftest import Debug
 from tests.xds.client import eventually
 from tests.xds.data import cluster, snapshot

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from egress_xds.admin.reloads import ADMIN, PolicyReloader
 from egress_xds.admin.v1 import admin_pb2
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import PolicySet
 from egress_xds.sources.file import load_policy_file
+from egress_xds.sources.reloader import ADMIN, PolicyReloader
 from tests.admin.conftest import Debug
 
 SERVED_PASSWORD = "Served-S3cret-canary"

@@ -26,9 +26,9 @@ from egress_xds.publish import PolicyPublisher
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.file import load_policy_file
 from egress_xds.translate import translate
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds.snapshot import Snapshot
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.admin.conftest import Debug
 from tests.support.egress import write_policy
 from tests.xds.client import eventually

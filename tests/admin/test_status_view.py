@@ -12,8 +12,8 @@ from egress_xds.admin.server_view import server_summary
 from egress_xds.admin.status_json import status_document
 from egress_xds.admin.status_view import format_age, node_detail, status_table
 from egress_xds.admin.v1 import admin_pb2
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 
 NOW = 1_800_000_000
 

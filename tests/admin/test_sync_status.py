@@ -21,13 +21,13 @@ from envoy.type.matcher.v3.struct_pb2 import StructMatcher
 from envoy.type.matcher.v3.value_pb2 import ValueMatcher
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from egress_xds.admin import DebugState, add_debug_services
+from egress_xds.admin import DebugView, add_debug_services
 from egress_xds.admin.v1 import admin_pb2
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
 from egress_xds.xds.server import bound_port, start_server, stop_server
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.admin.conftest import Debug
 from tests.xds.client import DeltaClient, SotwClient, eventually
 from tests.xds.conftest import group_by_metadata
@@ -269,7 +269,7 @@ async def test_health_serves_every_service_and_turns_not_serving_on_stop() -> No
     registry = StreamRegistry()
 
     async def add(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, DebugState(cache, registry))
+        await add_debug_services(server, DebugView(cache, registry))
 
     server = await start_server(cache, "127.0.0.1:0", registry=registry, before_start=add)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}") as channel:

@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL
+from egress_xds.type_urls import CLUSTER_TYPE_URL
 from tests.integration.serve_command import ServeCommand
 from tests.support.egress import replace_file, write_policy
 from tests.support.processes import wait_until

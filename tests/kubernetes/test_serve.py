@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL
+from egress_xds.type_urls import CLUSTER_TYPE_URL
 from tests.kubernetes.apiserver import FakeApiServer
 from tests.kubernetes.resources import egress_proxy, secret
 from tests.xds.client import SotwClient, decode, make_node

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from egress_xds.explain import Protocol, explain, parse_destination
+from egress_xds.explain import TrafficKind, explain, parse_destination
 from egress_xds.policy import EgressPolicy
 from egress_xds.sources.file import load_policy_file
 
@@ -67,7 +67,7 @@ def test_explain(
 
 
 def test_raw_tcp_shows_no_name_so_only_address_rules_apply(policy: EgressPolicy) -> None:
-    probe = parse_destination("paste.test:443", protocol=Protocol.TCP, address="192.0.2.9")
+    probe = parse_destination("paste.test:443", protocol=TrafficKind.TCP, address="192.0.2.9")
     answer = explain(policy, probe)
     assert probe.name is None
     assert answer.verdict.startswith("proxy corp") and "CONNECT 192.0.2.9:443" in answer.detail
@@ -81,14 +81,14 @@ def test_bad_destinations_are_refused(bad: str) -> None:
 
 def test_a_name_over_raw_tcp_needs_its_address() -> None:
     with pytest.raises(ValueError, match="--address"):
-        parse_destination("api.example.com:443", protocol=Protocol.TCP)
+        parse_destination("api.example.com:443", protocol=TrafficKind.TCP)
 
 
 def test_a_name_over_raw_tcp_is_answered_for_its_address(policy: EgressPolicy) -> None:
-    answer = explain(policy, parse_destination("api.example.com:443", protocol=Protocol.TCP, address="198.51.100.7"))
+    answer = explain(policy, parse_destination("api.example.com:443", protocol=TrafficKind.TCP, address="198.51.100.7"))
     assert str(answer.probe) == "198.51.100.7:443" and "None" not in str(answer)
     assert answer.verdict == "deny" and answer.origin == "rule 4 'evil net'"
-    answer = explain(policy, parse_destination("api.example.com:443", protocol=Protocol.TCP, address="203.0.113.9"))
+    answer = explain(policy, parse_destination("api.example.com:443", protocol=TrafficKind.TCP, address="203.0.113.9"))
     assert answer.proxy == "corp" and answer.detail == "sends CONNECT 203.0.113.9:443"
     assert answer.as_dict() == {
         "name": None,

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from egress_xds.admin.reloads import FILE_CHANGE, PolicyReloader
 from egress_xds.policy.errors import ConfigError
 from egress_xds.policy.model import PolicySet
 from egress_xds.sources.file import load_policy_file
 from egress_xds.sources.file_watch import watch_policy_file
+from egress_xds.sources.reloader import FILE_CHANGE, PolicyReloader
 from tests.support.egress import replace_file
 
 DEBOUNCE_MS = 50

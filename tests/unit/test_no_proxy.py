@@ -17,7 +17,7 @@ from egress_xds.policy.no_proxy import (
     DomainPattern,
     NoProxy,
     NoProxyEntry,
-    NoProxyError,
+    RejectedNoProxyEntry,
     parse_no_proxy,
 )
 
@@ -241,7 +241,7 @@ def test_bad_entry_is_reported(raw: str, message: str) -> None:
 
 def test_error_str_names_position_and_entry() -> None:
     _, errors = parse_no_proxy("ok.example,example.com:99999")
-    assert errors == [NoProxyError(1, "example.com:99999", "port 99999 out of range (expected 1-65535)")]
+    assert errors == [RejectedNoProxyEntry(1, "example.com:99999", "port 99999 out of range (expected 1-65535)")]
     assert str(errors[0]) == "NO_PROXY entry 1 'example.com:99999': port 99999 out of range (expected 1-65535)"
 
 

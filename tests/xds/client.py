@@ -25,7 +25,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 from google.protobuf.struct_pb2 import Struct
 from google.rpc.status_pb2 import Status
 
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 
 TIMEOUT = 5.0
 SILENCE = 0.3

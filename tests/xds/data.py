@@ -13,8 +13,8 @@ from envoy.config.listener.v3.listener_pb2 import Listener
 from envoy.extensions.filters.network.tcp_proxy.v3.tcp_proxy_pb2 import TcpProxy
 from google.protobuf.any_pb2 import Any
 
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from egress_xds.xds.snapshot import Snapshot
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 
 
 def cluster(name: str, port: int = 3128) -> Cluster:

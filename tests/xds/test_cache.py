@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from egress_xds.policy.node import Node
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.cache import SnapshotCache, Watch
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
 from tests.xds.data import cluster, snapshot
 
 

@@ -8,11 +8,11 @@ from collections.abc import Callable, Mapping
 import pytest
 
 from egress_xds.policy.node import Node
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds import desired as desired_module
 from egress_xds.xds import snapshot as snapshot_module
 from egress_xds.xds.snapshot import PreparedResource, ResourceSet
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.xds.client import DeltaClient, SotwClient, delta_names, eventually, sotw_names
 from tests.xds.conftest import Ads
 from tests.xds.data import cluster, listener, snapshot

@@ -25,12 +25,12 @@ from google.rpc.status_pb2 import Status
 from hypothesis import given
 from hypothesis import strategies as st
 
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import ENDPOINT_TYPE_URL, ROUTE_TYPE_URL
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
 from egress_xds.xds.server import SERVICE_NAME, bound_port, start_server, stop_server
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import ENDPOINT_TYPE_URL, ROUTE_TYPE_URL
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.xds.client import SotwClient, make_node
 from tests.xds.conftest import group_by_metadata
 from tests.xds.data import cluster, listener, snapshot

@@ -17,10 +17,10 @@ from google.rpc.status_pb2 import Status
 
 from egress_xds.logs import MAX_MESSAGE_CHARS, MAX_VALUE_CHARS, SecretFilter
 from egress_xds.scrub import SecretScrubber
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds.server import SERVICE_NAME, streams_of
 from egress_xds.xds.stream import MAX_QUEUED_REQUESTS, MAX_TYPES_PER_STREAM
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.xds.client import DeltaClient, SotwClient, eventually, make_node
 from tests.xds.conftest import Ads
 from tests.xds.data import cluster, snapshot

@@ -10,8 +10,9 @@ import signal
 import grpc
 import pytest
 
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.registry import Protocol
+from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.server import (
     bound_port,
     create_server,
@@ -19,7 +20,6 @@ from egress_xds.xds.server import (
     start_server,
     stop_server,
 )
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
 from tests.xds.client import SotwClient, eventually, make_node
 from tests.xds.conftest import Ads, group_by_metadata
 from tests.xds.data import cluster, snapshot
@@ -31,7 +31,7 @@ async def test_stream_record_tracks_sent_acked_and_nacked(ads: Ads) -> None:
     await client.send(CDS)
     response = await client.recv()
     record = ads.record("envoy-9")
-    assert record.protocol is Protocol.DELTA and record.peer.startswith("ipv4:127.0.0.1:")
+    assert record.protocol is AdsVariant.DELTA and record.peer.startswith("ipv4:127.0.0.1:")
     status = record.types[CDS]
     assert (status.version_sent, status.nonce, status.version_acked) == (
         response.system_version_info,

@@ -20,11 +20,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3.http_connection
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse, DiscoveryResponse
 from google.protobuf.any_pb2 import Any
 
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds import control_plane, wire
 from egress_xds.xds.dependencies import clusters_used_by
 from egress_xds.xds.snapshot import Snapshot
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.xds.data import cluster, listener, snapshot
 
 

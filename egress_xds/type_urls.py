@@ -1,4 +1,4 @@
-"""xDS type URLs the server knows, and the order ADS sends them in.
+"""xDS type URLs and the order ADS sends them in: the protocol constants, defined once for `translate` and `xds`.
 
 Only listeners and clusters are produced today, but the ordering rule of the xDS protocol (clusters, then
 endpoints, then listeners, then routes) is written down once here for every type, so adding a type later cannot
@@ -7,11 +7,15 @@ break make-before-break.
 
 from __future__ import annotations
 
-from egress_xds.translate.resources import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+from google.protobuf.message import Message
 
-ENDPOINT_TYPE_URL = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
-ROUTE_TYPE_URL = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
-SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+TYPE_URL_PREFIX = "type.googleapis.com/"
+
+LISTENER_TYPE_URL = TYPE_URL_PREFIX + "envoy.config.listener.v3.Listener"
+CLUSTER_TYPE_URL = TYPE_URL_PREFIX + "envoy.config.cluster.v3.Cluster"
+ENDPOINT_TYPE_URL = TYPE_URL_PREFIX + "envoy.config.endpoint.v3.ClusterLoadAssignment"
+ROUTE_TYPE_URL = TYPE_URL_PREFIX + "envoy.config.route.v3.RouteConfiguration"
+SECRET_TYPE_URL = TYPE_URL_PREFIX + "envoy.extensions.transport_sockets.tls.v3.Secret"
 
 # Clusters before endpoints before listeners before routes (xDS protocol, "eventual consistency considerations").
 # Types not listed here come after, in type URL order.
@@ -47,6 +51,11 @@ def short_name(type_url: str) -> str:
     return SHORT_NAMES.get(type_url, OTHER_TYPE)
 
 
+def type_url_of(message: Message | type[Message]) -> str:
+    """The type URL an `Any` holding this kind of message carries."""
+    return TYPE_URL_PREFIX + message.DESCRIPTOR.full_name
+
+
 def ads_sort_key(type_url: str) -> tuple[int, str]:
     """Sort key that puts type URLs in ADS sending order."""
     return (_ORDER_INDEX.get(type_url, len(ADS_ORDER)), type_url)
@@ -62,7 +71,9 @@ __all__ = [
     "ROUTE_TYPE_URL",
     "SECRET_TYPE_URL",
     "SHORT_NAMES",
+    "TYPE_URL_PREFIX",
     "WILDCARD",
     "ads_sort_key",
     "short_name",
+    "type_url_of",
 ]
