@@ -1,8 +1,10 @@
 """`egress-xds capture`: the iptables rules that send a pod's outbound TCP to its Envoy sidecar.
 
 Like istio-iptables: one chain of our own in the `nat` table, jumped to from `OUTPUT`. RETURN (leave alone) for
-Envoy's own uid (or its tunnels would be captured again: a loop), loopback, excluded CIDRs (the proxy's address,
-say) and excluded destination ports; REDIRECT every other TCP connection to Envoy's capture port.
+Envoy's own uid (or its tunnels would be captured again: a loop), anything routed over the loopback interface
+(loopback addresses and the pod's own addresses: the pod talking to itself, e.g. to Envoy's readiness port, never
+leaves it), excluded CIDRs (the proxy's address, say) and excluded destination ports; REDIRECT every other TCP
+connection to Envoy's capture port.
 
 Applying is idempotent (the chain is rebuilt, the jump added once) and `clean` removes exactly what was added.
 """
@@ -21,6 +23,7 @@ CHAIN = "EGRESS_XDS_OUTPUT"
 TABLE = "nat"
 DEFAULT_ENVOY_UID = 1337
 LOOPBACK = "127.0.0.0/8"
+LOOPBACK_INTERFACE = "lo"  # the route to every address of the pod itself
 IPTABLES_WAIT_SECONDS = "5"
 
 
@@ -49,6 +52,7 @@ class CaptureSettings:
 def chain_rules(settings: CaptureSettings) -> list[list[str]]:
     """The rules of our chain, in order, as iptables arguments after `-t nat`."""
     rules = [["-A", CHAIN, "-m", "owner", "--uid-owner", str(settings.envoy_uid), "-j", "RETURN"]]
+    rules.append(["-A", CHAIN, "-o", LOOPBACK_INTERFACE, "-j", "RETURN"])
     rules.append(["-A", CHAIN, "-d", LOOPBACK, "-j", "RETURN"])
     rules += [["-A", CHAIN, "-d", cidr, "-j", "RETURN"] for cidr in settings.exclude_cidrs]
     rules += [["-A", CHAIN, "-p", "tcp", "--dport", str(port), "-j", "RETURN"] for port in settings.exclude_ports]

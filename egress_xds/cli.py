@@ -28,13 +28,13 @@ from egress_xds.redact import contains_redactions, redact_config
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
 from egress_xds.translate import translate
-from egress_xds.translate.bootstrap import (
+from egress_xds.translate.bootstrap import XdsTls, ads_bootstrap, resources_as_dict, sds_files, static_bootstrap
+from egress_xds.translate.envoy_admin import (
     DEFAULT_ADMIN_ADDRESS,
-    XdsTls,
-    ads_bootstrap,
-    resources_as_dict,
-    sds_files,
-    static_bootstrap,
+    DEFAULT_ADMIN_SOCKET,
+    DEFAULT_READINESS_PORT,
+    AdminChoice,
+    choose_admin,
 )
 
 EXIT_OK = 0
@@ -136,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     _node_arguments(render)
     render.add_argument("--format", choices=("yaml", "json"), default="yaml")
     render.add_argument("--static", action="store_true", help="print a complete Envoy bootstrap (static resources)")
-    render.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, help="with --static: Envoy's admin address")
+    _admin_arguments(render, "with --static: ")
     render.add_argument("--show-secrets", action="store_true", help="include proxy credentials (redacted by default)")
     render.set_defaults(handler=_render)
 
@@ -144,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
     _node_arguments(bootstrap)
     bootstrap.add_argument("--xds-address", required=True, metavar="HOST:PORT", help="the egress-xds server")
     bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
-    bootstrap.add_argument("--admin-address", default=DEFAULT_ADMIN_ADDRESS, metavar="HOST:PORT")
+    _admin_arguments(bootstrap)
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
     xds_tls = bootstrap.add_argument_group("mutual TLS to the server (certificate files are re-read when rotated)")
     xds_tls.add_argument("--xds-ca", metavar="FILE", help="CA that signed the server's certificate (PEM)")
@@ -339,6 +339,39 @@ def _node_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _admin_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Where Envoy's admin listens (README "Envoy's admin and readiness"): see translate/envoy_admin.py."""
+    admin = parser.add_mutually_exclusive_group()
+    admin.add_argument(
+        "--admin-socket",
+        metavar="PATH",
+        help=f"{prefix}Envoy's admin on this unix socket, mode 0600 (sidecar default {DEFAULT_ADMIN_SOCKET}); its "
+        "directory must be mode 0700 and owned by Envoy's uid",
+    )
+    admin.add_argument(
+        "--admin-address",
+        metavar="HOST:PORT",
+        help=f"{prefix}Envoy's admin on TCP (standalone default {DEFAULT_ADMIN_ADDRESS}); in a sidecar, every "
+        "process of the pod can then read /config_dump, the proxy credentials included",
+    )
+    parser.add_argument(
+        "--readiness-port",
+        type=int,
+        metavar="PORT",
+        help=f"{prefix}a listener that answers only GET /ready, for Kubernetes probes (sidecar default "
+        f"{DEFAULT_READINESS_PORT}; standalone: none; 0: none)",
+    )
+
+
+def _admin_choice(args: argparse.Namespace, mode: NodeMode) -> AdminChoice:
+    try:
+        return choose_admin(
+            mode, socket=args.admin_socket, address=args.admin_address, readiness_port=args.readiness_port
+        )
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _pod_arguments(parser: argparse.ArgumentParser) -> None:
     """Kubernetes identity for workload selectors; defaults come from the Downward API (see pod_identity)."""
     pod = parser.add_argument_group("Kubernetes pod (default: POD_NAMESPACE, POD_NAME, POD_LABELS_FILE)")
@@ -449,12 +482,14 @@ def _render(args: argparse.Namespace) -> int:
     resources = translate(policy, node.mode)
     data: dict[str, Any]
     if args.static:
-        try:
-            data = static_bootstrap(
-                resources, node_id=node.id, admin_address=args.admin_address, node_metadata=node.metadata
-            )
-        except ValueError as error:  # a bad --admin-address
-            raise UsageError(str(error)) from None
+        choice = _admin_choice(args, node.mode)
+        data = static_bootstrap(
+            resources,
+            node_id=node.id,
+            admin=choice.admin,
+            readiness_port=choice.readiness_port,
+            node_metadata=node.metadata,
+        )
     else:
         data = resources_as_dict(resources)
     if not args.show_secrets:
@@ -469,12 +504,14 @@ def _bootstrap(args: argparse.Namespace) -> int:
     node = _node(args)
     node = Node(id=node.id, metadata={**_pod_metadata(args), **node.metadata})  # explicit --node-meta wins
     xds_tls = _bootstrap_tls(args)
+    choice = _admin_choice(args, node.mode)
     try:
         data = ads_bootstrap(
             node.id,
             args.xds_address,
             delta=args.delta,
-            admin_address=args.admin_address,
+            admin=choice.admin,
+            readiness_port=choice.readiness_port,
             node_metadata=node.metadata,
             xds_tls=xds_tls,
         )
@@ -690,11 +727,25 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OUT_OF_SYNC if problems else EXIT_OK
 
 
+class _EnvoyYamlDumper(yaml.SafeDumper):
+    """PyYAML leaves `y` / `n` plain, but Envoy's YAML reader (YAML 1.1) takes them as booleans: a node id `n`
+    became `false` and Envoy refused the bootstrap. Such strings are quoted."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "'" if value in _YAML11_BOOLEANS_PYYAML_LEAVES_PLAIN else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_YAML11_BOOLEANS_PYYAML_LEAVES_PLAIN = frozenset({"y", "Y", "n", "N"})
+_EnvoyYamlDumper.add_representer(str, _represent_str)
+
+
 def _print(data: Any, output_format: str) -> None:
     if output_format == "json":
         print(json.dumps(data, indent=2))
     else:
-        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+        print(yaml.dump(data, Dumper=_EnvoyYamlDumper, sort_keys=False, default_flow_style=False), end="")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from egress_xds.policy.parse import parse_document
 from egress_xds.policy.yaml_tree import load_document
 from egress_xds.publish import PolicyPublisher
 from egress_xds.translate.bootstrap import ads_bootstrap
+from egress_xds.translate.envoy_admin import AdminTcp
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.server import start_server, stop_server
 
@@ -119,7 +120,7 @@ class Demo:
         bootstrap = ads_bootstrap(
             "demo",
             f"127.0.0.1:{self.ports['xds']}",
-            admin_address=f"127.0.0.1:{self.ports['admin']}",
+            admin=AdminTcp(f"127.0.0.1:{self.ports['admin']}"),
             node_metadata={"mode": "standalone"},
         )
         path = self.directory / "envoy.yaml"

@@ -27,6 +27,7 @@ _INPUTS = {
     "envoy.extensions.matching.common_inputs.network.v3.ServerNameInput": "sni",
     "envoy.extensions.matching.common_inputs.network.v3.TransportProtocolInput": "transport",
     "envoy.extensions.matching.common_inputs.network.v3.ApplicationProtocolInput": "alpn",
+    "envoy.extensions.matching.common_inputs.network.v3.SourceTypeInput": "source_type",
 }
 
 
@@ -90,6 +91,9 @@ def _inputs(probe: Probe) -> dict[str, str | None]:
         "sni": probe.name if tls else None,
         "transport": "tls" if tls else "raw_buffer",
         "alpn": "'http/1.1'" if probe.protocol is TrafficKind.HTTP else None,
+        # Envoy says "local" for a source on loopback or with the destination's own address. A probe is a
+        # connection from the pod: only a loopback destination (the pod's own addresses are not known here) is.
+        "source_type": "local" if probe.ip is not None and probe.ip.is_loopback else None,
     }
 
 

@@ -12,16 +12,19 @@ from google.protobuf.json_format import MessageToJson
 
 from egress_xds.policy.destinations import is_ip_literal, parse_host_port
 from egress_xds.translate import names
+from egress_xds.translate.envoy_admin import DEFAULT_ADMIN_ADDRESS, AdminEndpoint, AdminTcp, readiness_listener
 from egress_xds.translate.resources import Resources
+from egress_xds.type_urls import SECRET_TYPE_URL
 
-DEFAULT_ADMIN_ADDRESS = "127.0.0.1:9901"
+__all__ = ["DEFAULT_ADMIN_ADDRESS", "ads_bootstrap", "resources_as_dict", "static_bootstrap"]
+
+STANDALONE_ADMIN = AdminTcp(DEFAULT_ADMIN_ADDRESS)
 NODE_CLUSTER = "egress-xds"
 # Host-header regexes grow with the domain names in the policy; Envoy's default cap on RE2 program size (100)
 # would reject a long name, so the cap is raised for Envoys we bootstrap.
 RUNTIME = {"re2.max_program_size.error_level": 10_000, "re2.max_program_size.warn_level": 1_000}
 
 
-SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 CLIENT_CERTIFICATE_SECRET = "xds-client-certificate"
 TRUSTED_CA_SECRET = "xds-trusted-ca"
 
@@ -51,16 +54,22 @@ def ads_bootstrap(
     xds_address: str,
     *,
     delta: bool = False,
-    admin_address: str = DEFAULT_ADMIN_ADDRESS,
+    admin: AdminEndpoint = STANDALONE_ADMIN,
+    readiness_port: int | None = None,
     node_metadata: Mapping[str, str] | None = None,
     xds_tls: XdsTls | None = None,
 ) -> dict[str, Any]:
-    """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC
-    (with `xds_tls`: over mutual TLS, the server's certificate verified for its name)."""
+    """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC (with
+    `xds_tls`: over mutual TLS, the server's certificate verified for its name).
+
+    `readiness_port`: a static listener answering only `/ready` (envoy_admin.readiness_listener). Envoy then waits
+    for its first CDS and LDS without a timeout before it initializes, so `/ready` answers only once the
+    configuration arrived (with Envoy's default of 15 s per type it would say ready with no capture listener)."""
     xds_host, xds_port = parse_host_port(xds_address)
     cluster = _xds_cluster(xds_host, xds_port)
     if xds_tls is not None:
         cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_tls.server_name or xds_host)
+    wait = {"initial_fetch_timeout": "0s"} if readiness_port else {}
     return {
         "node": _node(node_id, node_metadata),
         "dynamic_resources": {
@@ -70,11 +79,11 @@ def ads_bootstrap(
                 "set_node_on_first_message_only": True,
                 "grpc_services": [{"envoy_grpc": {"cluster_name": names.XDS_CLUSTER}}],
             },
-            "lds_config": {"ads": {}, "resource_api_version": "V3"},
-            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3", **wait},
+            "cds_config": {"ads": {}, "resource_api_version": "V3", **wait},
         },
-        "static_resources": {"clusters": [cluster]},
-        "admin": _admin(admin_address),
+        "static_resources": {**_readiness(readiness_port), "clusters": [cluster]},
+        "admin": admin.config(),
         "layered_runtime": _runtime(),
     }
 
@@ -83,14 +92,17 @@ def static_bootstrap(
     resources: Resources,
     *,
     node_id: str,
-    admin_address: str = DEFAULT_ADMIN_ADDRESS,
+    admin: AdminEndpoint = STANDALONE_ADMIN,
+    readiness_port: int | None = None,
     node_metadata: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """A complete bootstrap with the translated resources as static resources (no control plane needed)."""
+    static = resources_as_dict(resources)
+    static["listeners"] += _readiness(readiness_port).get("listeners", [])
     return {
         "node": _node(node_id, node_metadata),
-        "static_resources": resources_as_dict(resources),
-        "admin": _admin(admin_address),
+        "static_resources": static,
+        "admin": admin.config(),
         "layered_runtime": _runtime(),
     }
 
@@ -194,9 +206,8 @@ def _sds_config(tls: XdsTls, secret: str) -> dict[str, Any]:
     }
 
 
-def _admin(address: str) -> dict[str, Any]:
-    host, port = parse_host_port(address)
-    return {"address": {"socket_address": {"address": host, "port_value": port}}}
+def _readiness(port: int | None) -> dict[str, list[dict[str, Any]]]:
+    return {"listeners": [_as_dict(readiness_listener(port))]} if port else {}
 
 
 def _runtime() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 `original_dst` restores where the application was connecting, `tls_inspector` reads the SNI, `http_inspector`
 recognises plain HTTP. An ordered filter-chain matcher then applies the policy's decisions, first match wins:
 
+0. a connection from this host to the capture port itself is closed (it would loop: see _capture_loop_entry);
 1. each decision in order (built-in pass-through, rules, NO_PROXY): by SNI for TLS, by destination CIDR and port
    for everything (plain HTTP that may still be claimed by an earlier domain rule gets an HTTP chain of its own);
 2. plain HTTP -> the HTTP chain (Host-based routes, then httpProxy);
@@ -36,12 +37,17 @@ from egress_xds.translate.http_routes import connection_manager
 from egress_xds.translate.protobuf import milliseconds, typed
 from egress_xds.translate.tcp_proxy import TARGET_BY_ADDRESS, TARGET_BY_NAME, cluster_filter, tunnel_filter
 
+# iptables REDIRECT in nat OUTPUT sends a pod's own connections to 127.0.0.1, so that is all the listener needs.
+# On 0.0.0.0 anything that reaches the pod's address on 15001 (another pod, a node) could have its requests sent
+# through the corporate proxy with this pod's credentials: an open relay.
+CAPTURE_ADDRESS = "127.0.0.1"
 # How long the inspectors wait for the client's first bytes. Server-first protocols (SSH, SMTP, MySQL) send
 # nothing, so after this delay the connection continues as raw TCP.
 LISTENER_FILTERS_TIMEOUT_MS = 1000
 
 
 Entry = tuple[chain_matcher.Predicate | None, str, str]  # (predicate, chain, origin of the decision)
+CAPTURE_LOOP_ORIGIN = "built-in: a connection to the capture port itself is closed (forwarding it would loop)"
 DEFAULT_HTTP_ORIGIN = "default: plain HTTP uses httpProxy"
 DEFAULT_TLS_ORIGIN = "default: TLS uses httpsProxy"
 DEFAULT_RAW_ORIGIN = "default: other TCP as rawTcp says"
@@ -49,7 +55,7 @@ DEFAULT_RAW_ORIGIN = "default: other TCP as rawTcp says"
 
 def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener:
     chains: dict[str, FilterChain] = {}
-    entries: list[Entry] = []
+    entries: list[Entry] = [_capture_loop_entry(port, chains)]
     host_routes = _HostRoutes()
     for position, decision in enumerate(ordered_decisions(policy), start=1):
         rule = decision.rule
@@ -81,6 +87,17 @@ def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener
     entries.extend(_stream_entries(policy, tls, default_tls_action(policy), chains, DEFAULT_TLS_ORIGIN))
     entries.extend(_stream_entries(policy, [], default_raw_tcp_action(policy), chains, DEFAULT_RAW_ORIGIN))
     return _listener(port, chains, entries)
+
+
+def _capture_loop_entry(port: int, chains: dict[str, FilterChain]) -> Entry:
+    """A connection that reached the capture port without a redirect (the application connecting to
+    127.0.0.1:15001 or to the pod's own address on 15001) has itself as original destination: passed through, or
+    tunnelled to a proxy that can reach the pod, it would come straight back, thousands of times a second. Like
+    Istio's BlackHoleCluster for port 15001, it is closed; only a connection from this host to this port is, so
+    a remote service on port 15001 is still reached as the policy says."""
+    chains[names.CAPTURE_LOOP_CHAIN] = _cluster_chain(names.CAPTURE_LOOP_CHAIN, names.DENY_CLUSTER)
+    loop = chain_matcher.all_of([chain_matcher.destination_port_in([port]), chain_matcher.from_this_host()])
+    return (loop, names.CAPTURE_LOOP_CHAIN, CAPTURE_LOOP_ORIGIN)
 
 
 @dataclass
@@ -159,7 +176,7 @@ def _http_chain(policy: EgressPolicy, name: str, domain_decisions: list[Decision
 def _listener(port: int, chains: dict[str, FilterChain], entries: list[Entry]) -> Listener:
     return Listener(
         name=names.CAPTURE_LISTENER,
-        address=Address(socket_address=SocketAddress(address="0.0.0.0", port_value=port)),
+        address=Address(socket_address=SocketAddress(address=CAPTURE_ADDRESS, port_value=port)),
         traffic_direction=TrafficDirection.OUTBOUND,
         listener_filters=[
             _listener_filter("envoy.filters.listener.original_dst", OriginalDst()),

@@ -59,6 +59,13 @@ def destination_port_in(ports: Sequence[int]) -> Predicate:
     return any_of([_single(port_input, StringMatcher(exact=str(port))) for port in ports])
 
 
+def from_this_host() -> Predicate:
+    """Envoy's SourceTypeInput: the source is a loopback address or the same address as the destination (after
+    `original_dst`), i.e. the connection was made to this host itself, not redirected to it by capture."""
+    source_type = _input("source-type", inputs.SourceTypeInput())
+    return _single(source_type, StringMatcher(exact="local"))
+
+
 def server_name_in(domains: Sequence[DomainPattern]) -> Predicate:
     name_input = _input("server-name", inputs.ServerNameInput())
     matchers = []

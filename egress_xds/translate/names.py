@@ -4,6 +4,7 @@ from __future__ import annotations
 
 CAPTURE_LISTENER = "egress-capture"
 FORWARD_PROXY_LISTENER = "egress-forward-proxy"
+READINESS_LISTENER = "egress-readiness"
 PASSTHROUGH_CLUSTER = "egress-passthrough"
 DENY_CLUSTER = "egress-deny"
 XDS_CLUSTER = "egress-xds-control-plane"
@@ -11,6 +12,7 @@ XDS_CLUSTER = "egress-xds-control-plane"
 PASSTHROUGH_CHAIN = "passthrough"
 DENY_CHAIN = "deny"
 HTTP_CHAIN = "http"
+CAPTURE_LOOP_CHAIN = "capture-loop"
 
 
 def proxy_connect_cluster(proxy: str) -> str:

@@ -28,6 +28,7 @@ def test_capture_is_idempotent_and_clean_removes_exactly_what_it_added(lab: Lab)
     once = nat_rules(lab)
     assert "-A OUTPUT -p tcp -j EGRESS_XDS_OUTPUT" in once
     assert "-A EGRESS_XDS_OUTPUT -m owner --uid-owner 1337 -j RETURN" in once
+    assert "-A EGRESS_XDS_OUTPUT -o lo -j RETURN" in once  # the pod's own addresses
     assert "-A EGRESS_XDS_OUTPUT -d 10.250.1.2/32 -j RETURN" in once
     assert "-A EGRESS_XDS_OUTPUT -p tcp -m tcp --dport 22 -j RETURN" in once
     assert "-A EGRESS_XDS_OUTPUT -p tcp -j REDIRECT --to-ports 15001" in once

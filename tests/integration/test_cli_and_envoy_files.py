@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -59,7 +60,7 @@ def test_render_static_is_a_valid_envoy_bootstrap(good_policy: Path, tmp_path: P
     bootstrap = yaml.safe_load(result.stdout)
     assert bootstrap["node"] == {"id": "n1", "cluster": "egress-xds", "metadata": {"mode": mode}}
     validation = validate_config(bootstrap)
-    assert validation.returncode == 0, validation.stdout + validation.stderr
+    assert validation.returncode == 0, (validation.stdout + validation.stderr)[:3000]
 
 
 def test_render_redacts_credentials_unless_asked(good_policy: Path) -> None:
@@ -86,7 +87,7 @@ def test_bootstrap_points_envoy_at_the_ads_server(delta: bool) -> None:
     assert bootstrap["dynamic_resources"]["ads_config"]["api_type"] == ("DELTA_GRPC" if delta else "GRPC")
     assert bootstrap["node"]["metadata"] == {"namespace": "web"}
     validation = validate_config(bootstrap)
-    assert validation.returncode == 0, validation.stdout + validation.stderr
+    assert validation.returncode == 0, (validation.stdout + validation.stderr)[:3000]
 
 
 def test_bootstrap_rejects_a_bad_address() -> None:
@@ -97,7 +98,7 @@ def test_bootstrap_rejects_a_bad_address() -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "envoy").glob("*.yaml")), ids=lambda path: path.name)
 def test_shipped_envoy_files_validate_and_match_the_generator(path: Path) -> None:
     validation = validate_config(path)
-    assert validation.returncode == 0, validation.stdout + validation.stderr
+    assert validation.returncode == 0, (validation.stdout + validation.stderr)[:3000]
     (regenerate,) = [line for line in path.read_text().splitlines() if line.startswith("# Regenerate: egress-xds ")]
     words = regenerate.removeprefix("# Regenerate: egress-xds ").split()
     shipped = yaml.safe_load(path.read_text())
@@ -140,3 +141,78 @@ def test_from_env_in_check_render_and_explain(monkeypatch: pytest.MonkeyPatch) -
     explained = egress_xds("explain", "--from-env", "--node-id", "n1", "-o", "json", "https://db.internal")
     (answer,) = json.loads(explained.stdout)["destinations"]
     assert answer["verdict"] == "direct" and answer["decision"] == "noProxy entry '.internal'"
+
+
+SOCKET_ADMIN = {"address": {"pipe": {"path": "/var/run/egress-xds/envoy/admin.sock", "mode": 0o600}}}
+OTHER_SOCKET_ADMIN = {"address": {"pipe": {"path": "/run/e/a.sock", "mode": 0o600}}}
+TCP_ADMIN = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}}
+
+
+def _readiness_ports(bootstrap: dict[str, Any]) -> list[int]:
+    listeners = bootstrap["static_resources"].get("listeners", [])
+    return [item["address"]["socket_address"]["port_value"] for item in listeners if item["name"] == "egress-readiness"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "admin", "readiness"),
+    [
+        ([], SOCKET_ADMIN, [15021]),  # no --mode: a sidecar
+        (
+            ["--mode", "sidecar", "--admin-socket", "/run/e/a.sock"],
+            {"address": {"pipe": {"path": "/run/e/a.sock", "mode": 0o600}}},
+            [15021],
+        ),
+        (["--mode", "sidecar", "--admin-address", "127.0.0.1:9901", "--readiness-port", "0"], TCP_ADMIN, []),
+        (["--mode", "standalone"], TCP_ADMIN, []),
+        (["--mode", "standalone", "--readiness-port", "8081"], TCP_ADMIN, [8081]),
+    ],
+)
+def test_bootstrap_and_render_static_choose_admin_and_readiness_by_mode(
+    good_policy: Path, flags: list[str], admin: dict[str, Any], readiness: list[int]
+) -> None:
+    """A sidecar's admin is a 0600 unix socket (any process of the pod could read a TCP admin's /config_dump),
+    and it has a readiness listener instead; a standalone Envoy keeps TCP admin. Both commands say the same."""
+    bootstrap = yaml.safe_load(
+        egress_xds("bootstrap", "--node-id", "node-1", "--xds-address", "127.0.0.1:1", *flags).stdout
+    )
+    static = yaml.safe_load(
+        egress_xds(
+            "render", "--config", str(good_policy), "--node-id", "node-1", "--static", "--show-secrets", *flags
+        ).stdout
+    )
+    for data in (bootstrap, static):
+        assert data["admin"] == admin
+        assert _readiness_ports(data) == readiness
+    # With a readiness listener Envoy waits for its first CDS and LDS however long: /ready means configured.
+    for config_source in ("cds_config", "lds_config"):
+        waits = bootstrap["dynamic_resources"][config_source].get("initial_fetch_timeout") == "0s"
+        assert waits == bool(readiness), bootstrap["dynamic_resources"]
+    validation = validate_config(static)
+    assert validation.returncode == 0, (validation.stdout + validation.stderr)[:3000]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--admin-socket", "@envoy-admin"], "abstract socket"),
+        (["--admin-socket", "relative.sock"], "absolute path"),
+        (["--admin-socket", "/" + "x" * 120], "at most 107 bytes"),
+        (["--admin-socket", "/a.sock", "--admin-address", "127.0.0.1:1"], "not allowed with argument"),
+        (["--readiness-port", "15001"], "already used"),
+        (["--readiness-port", "70000"], "out of range"),
+        (["--admin-address", "nowhere"], "port is required"),
+    ],
+)
+def test_bad_admin_flags_are_usage_errors(flags: list[str], message: str) -> None:
+    result = egress_xds("bootstrap", "--node-id", "node-1", "--xds-address", "127.0.0.1:1", *flags, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("node_id", ["n", "Y"])
+def test_a_node_id_that_yaml_reads_as_a_boolean_reaches_envoy_as_a_string(node_id: str) -> None:
+    """Envoy's YAML reader takes a plain y / n as a boolean (YAML 1.1), PyYAML writes them plain: the printed
+    bootstrap must quote them, or Envoy refuses it (node.id: expected a string)."""
+    printed = egress_xds("bootstrap", "--node-id", node_id, "--xds-address", "127.0.0.1:1", "--mode", "standalone")
+    validation = validate_config(printed.stdout)
+    assert validation.returncode == 0, (validation.stdout + validation.stderr)[-2000:]

@@ -16,6 +16,7 @@ import yaml
 from egress_xds.cli import _parser
 from egress_xds.sources.kubernetes.api import API_VERSION, GROUP, Kind, ResourceRef
 from egress_xds.sources.kubernetes.convert import policy_from_resource
+from egress_xds.translate.envoy_admin import DEFAULT_ADMIN_SOCKET, DEFAULT_READINESS_PORT
 from tests.kubernetes.apiserver import FakeApiServer
 from tests.kubernetes.conftest import StartSource, eventually
 from tests.kubernetes.resources import egress_proxy
@@ -196,6 +197,27 @@ def test_workloads_run_what_the_cli_accepts_with_the_promised_security() -> None
     assert "--envoy-uid" in app["egress-capture"]["args"] and "1337" in app["egress-capture"]["args"]
     assert app["egress-capture"]["securityContext"]["capabilities"]["add"] == ["NET_ADMIN", "NET_RAW"]
     assert app["app"]["securityContext"]["runAsUser"] != 1337, "the app must not share Envoy's uid (never captured)"
+
+
+def test_the_example_sidecar_keeps_envoy_admin_from_the_app() -> None:
+    """Envoy's admin socket lives in a volume only the Envoy container mounts, in a 0700 directory it makes
+    itself; the bootstrap keeps the sidecar default (socket + readiness), and readiness is probed on 15021."""
+    app_doc = next(
+        doc for _, doc in all_documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "client"
+    )
+    app = containers(app_doc)
+    volume = "envoy-admin"
+    mounts = {name: [m["name"] for m in c.get("volumeMounts", [])] for name, c in app.items()}
+    assert [name for name, names in mounts.items() if volume in names] == ["envoy"], mounts
+    (mount,) = [m for m in app["envoy"]["volumeMounts"] if m["name"] == volume]
+    admin_directory = str(Path(DEFAULT_ADMIN_SOCKET).parent)
+    assert admin_directory.startswith(mount["mountPath"] + "/")
+    assert app["envoy"]["command"] == ["sh", "-c"]
+    assert f"chmod 0700 {admin_directory}" in app["envoy"]["args"][0]
+    words = egress_xds_args(app["egress-bootstrap"])
+    assert "--admin-address" not in words and "--admin-socket" not in words and "--readiness-port" not in words
+    for probe in ("startupProbe", "readinessProbe"):  # the capture listener is on 127.0.0.1: no kubelet probe
+        assert app["envoy"][probe]["httpGet"] == {"path": "/ready", "port": DEFAULT_READINESS_PORT}, probe
 
 
 def xds_service() -> tuple[str, int]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from egress_xds.translate.envoy_admin import DEFAULT_ADMIN_SOCKET
 from tests.support.processes import (
     child_env,
     kill_group,
@@ -149,7 +150,8 @@ class EnvoyProcess:
 
     @property
     def admin_address(self) -> str:
-        """``host:port`` of the admin listener, as Envoy reported it in ``--admin-address-path``."""
+        """``host:port`` of the admin listener (or the path of its unix socket), as Envoy reported it in
+        ``--admin-address-path``."""
         if self._admin_address is None:
             text = self.admin_address_path.read_text().strip() if self.admin_address_path.exists() else ""
             if not text:
@@ -167,7 +169,15 @@ class EnvoyProcess:
         Inside a namespace the request is made with ``ip netns exec NS curl``, because the admin listens on the
         namespace's own loopback. Raises ``RuntimeError`` on connection errors or HTTP status >= 400.
         """
-        url = f"http://{self.admin_address}{path if path.startswith('/') else '/' + path}"
+        path = path if path.startswith("/") else "/" + path
+        if self.admin_address.startswith("/"):  # a unix socket (Envoy writes its path): not bound to a netns
+            url = f"http://envoy-admin{path}"
+            argv = ["curl", "-q", "-sS", "--fail-with-body", "--unix-socket", self.admin_address]
+            result = run_bounded([*argv, "--max-time", f"{timeout:g}", url], timeout=timeout + 10)
+            if result.returncode != 0:
+                raise RuntimeError(f"admin GET {path} on {self.admin_address}: curl exit {result.returncode}")
+            return result.stdout
+        url = f"http://{self.admin_address}{path}"
         if self.netns is None:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -288,6 +298,21 @@ class EnvoyProcess:
         return f"EnvoyProcess(pid={self.pid}, netns={self.netns!r}, workdir={str(self.workdir)!r})"
 
 
+def _private_default_admin_socket(config: dict[str, Any], workdir: Path, uid: int | None) -> dict[str, Any]:
+    """A sidecar bootstrap's default admin socket (one fixed path for the machine) moves into this run's work
+    directory, in a 0700 directory owned by Envoy's uid as the pod gives it, so concurrent Envoys never share a
+    socket. Any other admin address, an explicit --admin-socket included, is used as it is."""
+    pipe = config.get("admin", {}).get("address", {}).get("pipe")
+    if pipe is None or pipe.get("path") != DEFAULT_ADMIN_SOCKET:
+        return config
+    directory = workdir / "admin"
+    directory.mkdir(mode=0o700)
+    if uid is not None:
+        os.chown(directory, *resolve_user(uid))
+    admin = {**config["admin"], "address": {"pipe": {**pipe, "path": str(directory / "admin.sock")}}}
+    return {**config, "admin": admin}
+
+
 def start_envoy(
     config: dict[str, Any] | str,
     *,
@@ -305,7 +330,8 @@ def start_envoy(
 
     ``config``: a dict (dumped as YAML; an ``admin`` section on ``127.0.0.1:admin_port`` is added when missing;
     ``admin_port=0`` lets the kernel pick a free port) or YAML text written as is (its own ``admin`` section is
-    used; the real address is always read back from ``--admin-address-path``). The command is
+    used; the real address is always read back from ``--admin-address-path``). A dict's admin socket at the
+    sidecar default path is moved into the work directory (see :func:`_private_default_admin_socket`). The command is
     ``[ip netns exec NETNS] [setpriv --reuid UID --regid UID --clear-groups] ENVOY -c FILE
     --file-flush-interval-msec 100 --log-level LOG_LEVEL --admin-address-path FILE --disable-hot-restart
     (--base-id N | --use-dynamic-base-id) --concurrency 2 EXTRA_ARGS`` (the last three are left out when
@@ -325,6 +351,8 @@ def start_envoy(
             **config,
             "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         }
+    if isinstance(config, dict):
+        config = _private_default_admin_socket(config, workdir, uid)
     config_path = _write_config(workdir, config)
     args = [
         str(binary),

@@ -51,6 +51,8 @@ CASES = [
     ("https://10.0.0.1:3128", None, "direct", "built-in: the address of proxy corp", "original address"),
     ("http://www.example.test/", None, "proxy corp", "default: plain HTTP uses httpProxy", "absolute form"),
     ("https://127.0.0.1:8443", None, "direct", "built-in: loopback", "original address"),
+    ("127.0.0.1:15001", None, "deny", "built-in: a connection to the capture port itself", "closes"),
+    ("203.0.113.9:15001", None, "proxy corp", "default: other TCP as rawTcp says", "CONNECT 203.0.113.9:15001"),
 ]
 
 

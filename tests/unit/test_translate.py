@@ -83,7 +83,8 @@ def test_translation_is_deterministic(policy: EgressPolicy) -> None:
 
 def test_capture_listener_inspects_and_restores_the_original_destination(policy: EgressPolicy) -> None:
     listener, _ = sidecar(policy)
-    assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 15001}
+    # 127.0.0.1, where REDIRECT sends the pod's connections; never the pod's addresses (an open relay)
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 15001}
     assert [item["name"] for item in listener["listener_filters"]] == [
         "envoy.filters.listener.original_dst",
         "envoy.filters.listener.tls_inspector",
@@ -96,6 +97,7 @@ def test_capture_listener_inspects_and_restores_the_original_destination(policy:
 def test_decisions_are_ordered_first_match_wins(policy: EgressPolicy) -> None:
     listener, _ = sidecar(policy)
     assert chain_order(listener) == [
+        "capture-loop",  # from this host to port 15001 itself: closed, never forwarded (it would loop)
         "passthrough",  # loopback / localhost by SNI
         "passthrough",  # loopback by address
         "passthrough",  # backup's endpoints, corp's endpoint: apps that use HTTPS_PROXY themselves
