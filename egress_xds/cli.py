@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
-from egress_xds import __version__
+from egress_xds import __version__, yaml_text
 from egress_xds.defaults import CAPTURE_PORT, FILE_DEBOUNCE_MS, SERVE_LISTEN, SERVER_ADDRESS
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
@@ -694,7 +692,7 @@ def _print(data: Any, output_format: str) -> None:
     if output_format == "json":
         print(json.dumps(data, indent=2))
     else:
-        print(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), end="")
+        print(yaml_text.dump(data), end="")
 
 
 if __name__ == "__main__":
