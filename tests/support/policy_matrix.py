@@ -330,8 +330,9 @@ def _unshared(document: dict[str, Any]) -> dict[str, Any]:
     return copied
 
 
-def matrix(seed: int = 16, ports: tuple[int, int, int] = (10443, 15432, 13129)) -> list[Row]:
-    """The rows of the matrix for `seed`; `ports` are the standalone listen ports every row uses."""
+def matrix(seed: int = 16, ports: tuple[int, int, int] = (10400, 15400, 13100)) -> list[Row]:
+    """The rows of the matrix for `seed`. Row N's standalone listeners listen on `ports` + N: from one row to the
+    next, a listener keeps its name and changes its address (what editing a listen port does)."""
     rows = all_pairs(AXES, allowed, seed=seed)
     return [
         Row(
@@ -339,7 +340,7 @@ def matrix(seed: int = 16, ports: tuple[int, int, int] = (10443, 15432, 13129)) 
             values,
             NODE_IDS[index % len(NODE_IDS)],
             NODE_METADATA[index % len(NODE_METADATA)],
-            ports,
+            (ports[0] + index, ports[1] + index, ports[2] + index),
         )
         for index, values in enumerate(rows)
     ]
