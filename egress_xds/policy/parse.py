@@ -7,6 +7,7 @@ of them at once. Nothing is silently dropped: an entry is either used or reporte
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import ssl
 from collections.abc import Callable, Mapping
@@ -776,7 +777,20 @@ def _parse_listen(context: _Context, value: Any, path: FieldPath) -> tuple[str, 
         message = f"listen address must be an IP address (e.g. 127.0.0.1:{result[1]}), got {describe(text)}"
         context.error(path, message)
         return None
+    if result is not None and (problem := _unbindable(result[0])) is not None:
+        context.error(path, f"{describe(text)}: {problem}")
+        return None
     return result
+
+
+def _unbindable(host: str) -> str | None:
+    """Why Envoy cannot listen on this IP (it fails to bind, and the whole listener update is rejected), or None."""
+    address = ipaddress.ip_address(host.strip("[]"))
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        return "a listener needs a unicast address (this is a multicast or broadcast address)"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"an IPv4-mapped address cannot be bound; write {address.ipv4_mapped}"
+    return None
 
 
 def _parse_enum(context: _Context, value: Any, path: FieldPath, enum_type: type[RawTcpMode]) -> RawTcpMode | None:

@@ -145,3 +145,41 @@ def test_bootstrap_quotes_node_ids_and_metadata_that_yaml_readers_take_for_boole
     read = yaml.load(capsys.readouterr().out, Loader=StrictReader)
     assert read["node"]["id"] == word
     assert read["node"]["metadata"][word] == word
+
+
+# --- listen addresses Envoy cannot bind -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listen", "reason"),
+    [
+        ("[::ffff:127.0.0.2]:10443", "an IPv4-mapped address cannot be bound; write 127.0.0.2"),  # EINVAL
+        ("[ff02::1]:10443", "a listener needs a unicast address"),  # EINVAL
+        ("224.0.0.1:10443", "a listener needs a unicast address"),  # binds, and never accepts a connection
+        ("255.255.255.255:10443", "a listener needs a unicast address"),
+    ],
+)
+def test_a_listen_address_envoy_cannot_bind_is_refused(tmp_path: Path, listen: str, reason: str) -> None:
+    """Envoy: "cannot bind '[::ffff:127.0.0.2]:10443': Invalid argument", and the whole listener update fails."""
+    path = write(
+        tmp_path,
+        f"""
+        httpsProxy: http://10.0.0.1:3128
+        standalone:
+          listeners:
+            - {{name: gh, listen: "127.0.0.1:10444", target: "api.github.com:443"}}
+          forwardProxy: {{listen: "{listen}"}}
+        """,
+    )
+    [error] = errors_of(path)
+    assert f"{path}:5: standalone.forwardProxy.listen: '{listen}': {reason}" in error
+
+
+def test_render_with_an_unusable_admin_address_is_a_usage_error_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`render --static --admin-address 127.0.0.1:0` exited 70 ("internal error (DestinationError)")."""
+    path = write(tmp_path, "httpsProxy: http://10.0.0.1:3128\n")
+    argv = ["render", "--config", str(path), "--node-id", "n", "--static", "--admin-address", "127.0.0.1:0"]
+    assert cli.main(argv) == 2
+    assert "port 0 out of range" in capsys.readouterr().err
