@@ -38,6 +38,7 @@ from egress_xds.sources.kubernetes.convert import policy_from_resource
 from egress_xds.translate import translate
 from egress_xds.translate.bootstrap import static_bootstrap
 from tests.admin.serving import Serve
+from tests.kubernetes.admission import admit_secret, crds
 from tests.support.egress import replace_file, write_policy
 from tests.support.envoy import EnvoyProcess, start_envoy, validate_config
 from tests.support.netns import Lab
@@ -104,10 +105,19 @@ def test_every_row_checks_and_renders_into_bootstraps_envoy_accepts(row: Row, tm
 
 
 def kubernetes_bootstraps(row: Row) -> list[tuple[str, str]]:
-    """The EgressProxy converted as the server converts it, and rendered as `render --static` renders."""
+    """The EgressProxy and its Secret admitted as the API server admits them (CRD schema, CEL rules; nothing
+    pruned), converted as the server converts them, and rendered as `render --static` renders."""
     resource, secrets = row.kubernetes_resources()
+    admitted = crds()[Kind.EGRESS_PROXY.value].admit(resource)  # Rejected here: the real API server refuses it
+    assert admitted.warnings == [], admitted.warnings
+    stored = {
+        key: admit_secret(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": key[0], "name": key[1]}, **value}
+        ).obj
+        for key, value in secrets.items()
+    }
     ref = ResourceRef(Kind.EGRESS_PROXY, resource["metadata"]["namespace"], resource["metadata"]["name"])
-    policy = policy_from_resource(ref, resource, secrets)  # ConfigError here: the converter refuses the row
+    policy = policy_from_resource(ref, admitted.obj, stored)  # ConfigError here: the converter refuses the row
     bootstraps = []
     for mode in MODES:
         metadata = {**row.node_metadata, MODE_METADATA_KEY: mode}

@@ -186,7 +186,7 @@ class Row:
         return {
             "ipv4": f"192.0.2.{10 + position}",
             "ipv6": f"[2001:db8::{10 + position:x}]",
-            "hostname": f"proxy-{position}.corp.example",
+            "hostname": f"Proxy-{position}.Corp.Example." if position == 0 else f"proxy-{position}.corp.example",
         }[self["address"]]
 
     def _url(self, position: int) -> str:
@@ -304,18 +304,25 @@ class Row:
         return _unshared({"proxies": proxies, "policies": [decoy, main, {"name": "rest", **self._body()}]})
 
     def kubernetes_resources(self) -> tuple[dict[str, Any], dict[tuple[str, str], dict[str, Any]]]:
-        """The EgressProxy of a Secret row, and the Secrets (in the converter's form) it names."""
+        """The EgressProxy of a Secret row (in the CRD's form, which the API server admits), and the Secrets it
+        names (their `stringData`)."""
         assert self.kubernetes, self.describe()
         body = self._body()
         for rule in body.get("rules", []):
             if isinstance(rule["action"], dict):  # the CRD's form of {proxy: NAME}
                 rule["proxy"] = rule["action"]["proxy"]
                 rule["action"] = "proxy"
+        if isinstance(body.get("noProxy"), str):  # the CRD's noProxy is a list (an item may hold several entries)
+            body["noProxy"] = [body["noProxy"]]
+        proxy = self._proxy()
+        proxy = {"url": proxy} if isinstance(proxy, str) else proxy  # the CRD's proxies and endpoints are objects
+        if "endpoints" in proxy:
+            proxy["endpoints"] = [{"url": item} if isinstance(item, str) else item for item in proxy["endpoints"]]
         resource = {
             "apiVersion": "egress.egress-xds.dev/v1alpha1",
             "kind": "EgressProxy",
             "metadata": {"name": f"matrix-{self.index}", "namespace": SECRET_NAMESPACE},
-            "spec": {"proxies": {"corp": self._proxy()}, **body},
+            "spec": {"proxies": {"corp": proxy}, **body},
         }
         if self.index % 2:  # the header form of a Secret
             data = {"proxyAuthorization": f"Bearer {SECRET_MARK}-k8s-token"}
