@@ -142,7 +142,7 @@ class Client:
 
 CLIENTS = (
     Client("sotw", "sidecar", "n", {"namespace": "no", "labels.app": "y"}, 19901),
-    Client("delta", "sidecar", "y", {"namespace": "on"}, 19902),
+    Client("delta", "sidecar", "*", {"namespace": "on", "labels.app": "y"}, 19902),
     Client("sotw", "standalone", "1e3", {"env": "null"}, 19903),
     Client("delta", "standalone", "ünï-007", {"zone": "~", "rank": "0755"}, 19904),
 )
@@ -253,6 +253,15 @@ def test_a_sample_of_rows_reaches_sotw_and_delta_envoys_without_a_nack(fleet: Fl
         )
     status = fleet.serve.egress_xds("status", "--server", fleet.serve.address, "--fail-nack-after", "0")
     assert status.returncode == 0, f"{status.stdout}\n{status.stderr}\n{what}"
+
+
+def test_status_shows_each_awkward_node_in_sync(fleet: Fleet) -> None:
+    """`egress-xds status NODE` for node ids such as `*` and `1e3`: found (not globbed, not a number), in sync."""
+    wait_until(lambda: synced(fleet), timeout=30, what="every Envoy in sync", describe=fleet.describe)
+    for client, _ in fleet.envoys:
+        shown = fleet.serve.egress_xds("status", "--server", fleet.serve.address, client.node_id)
+        assert shown.returncode == 0, f"{client}: {shown.stdout}\n{shown.stderr}"
+        assert "CDS: no difference" in shown.stdout and "LDS: no difference" in shown.stdout, shown.stdout
 
 
 # --- bootstraps for awkward node ids and metadata ---------------------------------------------------------------
