@@ -183,3 +183,21 @@ def test_render_with_an_unusable_admin_address_is_a_usage_error_not_a_crash(
     argv = ["render", "--config", str(path), "--node-id", "n", "--static", "--admin-address", "127.0.0.1:0"]
     assert cli.main(argv) == 2
     assert "port 0 out of range" in capsys.readouterr().err
+
+
+# --- files that are not text ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["credentialsFile", "caFile"])
+def test_a_file_that_is_not_utf8_is_a_config_error_not_a_crash(
+    tmp_path: Path, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Latin-1 password file, or a DER (binary) CA certificate: `check` exited 70, "internal error
+    (UnicodeDecodeError)" (also found, and fixed first, by the canary work of issue 16)."""
+    binary = tmp_path / "file"
+    binary.write_bytes(b"0\x82\x01\x8a0\x82\x01/\xa0\x03" if key == "caFile" else b"svc:p\xe4ss\n")
+    path = write(tmp_path, f"proxies:\n  corp: {{url: https://10.0.0.1:3128, {key}: {binary}}}\nhttpsProxy: corp\n")
+    assert cli.main(["check", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2: proxies.corp.{key}: {binary}: not UTF-8 text" in err
+    assert "\\xe4" not in err and "p\xe4ss" not in err
