@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
-
-from egress_xds import __version__
+from egress_xds import __version__, yaml_text
 from egress_xds.defaults import CAPTURE_PORT, FILE_DEBOUNCE_MS, SERVE_LISTEN, SERVER_ADDRESS
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
@@ -727,25 +725,11 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_OUT_OF_SYNC if problems else EXIT_OK
 
 
-class _EnvoyYamlDumper(yaml.SafeDumper):
-    """PyYAML leaves `y` / `n` plain, but Envoy's YAML reader (YAML 1.1) takes them as booleans: a node id `n`
-    became `false` and Envoy refused the bootstrap. Such strings are quoted."""
-
-
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "'" if value in _YAML11_BOOLEANS_PYYAML_LEAVES_PLAIN else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_YAML11_BOOLEANS_PYYAML_LEAVES_PLAIN = frozenset({"y", "Y", "n", "N"})
-_EnvoyYamlDumper.add_representer(str, _represent_str)
-
-
 def _print(data: Any, output_format: str) -> None:
     if output_format == "json":
         print(json.dumps(data, indent=2))
     else:
-        print(yaml.dump(data, Dumper=_EnvoyYamlDumper, sort_keys=False, default_flow_style=False), end="")
+        print(yaml_text.dump(data), end="")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ of them at once. Nothing is silently dropped: an entry is either used or reporte
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -424,7 +426,8 @@ def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: Fie
     ca_file = None
     if "caFile" in fields:
         ca_text = context.string(fields["caFile"], (*path, "caFile"))
-        if ca_text is not None and context.read_file(ca_text, (*path, "caFile")) is not None:
+        loaded = context.read_file(ca_text, (*path, "caFile")) if ca_text is not None else None
+        if ca_text is not None and loaded is not None and _check_ca_bundle(context, (*path, "caFile"), *loaded):
             ca_file = str(_resolve(context, ca_text))
         if first.scheme is not Scheme.HTTPS:
             context.error((*path, "caFile"), "caFile only applies to an https:// proxy")
@@ -451,6 +454,22 @@ def _parse_proxy(context: _Context, name: str, fields: dict[str, Any], path: Fie
         sni=sni,
         health_check=health_check,
     )
+
+
+def _check_ca_bundle(context: _Context, path: FieldPath, file_path: Path, content: str) -> bool:
+    """A `caFile` must hold PEM certificates that load: Envoy rejects the proxy's clusters otherwise ("Failed to
+    load trusted CA certificates"), and, through the listeners that use them, the listeners too."""
+    problem = None
+    if "-----BEGIN CERTIFICATE-----" not in content:
+        problem = "no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+    else:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=content)
+        except (ssl.SSLError, ValueError) as exc:
+            problem = f"its certificates do not load ({getattr(exc, 'reason', None) or exc})"
+    if problem is not None:
+        context.error(path, f"{file_path}: expected a CA bundle (PEM certificates), {problem}")
+    return problem is None
 
 
 def _endpoint_urls(context: _Context, value: Any, path: FieldPath) -> list[tuple[str, int, FieldPath]]:
@@ -492,6 +511,9 @@ def _read_credentials(
     secret = content.strip()
     if not secret or "\n" in secret:
         context.error(path, f"{file_path}: expected one line 'user:password' or a Proxy-Authorization value")
+        return None
+    if "\0" in secret or "\r" in secret:  # Envoy refuses both in a header value (as the Kubernetes Secrets do)
+        context.error(path, f"{file_path}: contains a NUL or carriage return, which cannot go into an HTTP header")
         return None
     scheme_word = secret.split(" ", 1)[0]
     if " " in secret and scheme_word.isalpha():
@@ -755,7 +777,20 @@ def _parse_listen(context: _Context, value: Any, path: FieldPath) -> tuple[str, 
         message = f"listen address must be an IP address (e.g. 127.0.0.1:{result[1]}), got {describe(text)}"
         context.error(path, message)
         return None
+    if result is not None and (problem := _unbindable(result[0])) is not None:
+        context.error(path, f"{describe(text)}: {problem}")
+        return None
     return result
+
+
+def _unbindable(host: str) -> str | None:
+    """Why Envoy cannot listen on this IP (it fails to bind, and the whole listener update is rejected), or None."""
+    address = ipaddress.ip_address(host.strip("[]"))
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        return "a listener needs a unicast address (this is a multicast or broadcast address)"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"an IPv4-mapped address cannot be bound; write {address.ipv4_mapped}"
+    return None
 
 
 def _parse_enum(context: _Context, value: Any, path: FieldPath, enum_type: type[RawTcpMode]) -> RawTcpMode | None:

@@ -42,6 +42,11 @@ HCM_FILTER = "envoy.filters.network.http_connection_manager"
 # Headers Envoy would add on its own; none of them may leak to the outside world.
 ENVOY_REQUEST_HEADERS = ["x-forwarded-proto", "x-request-id", "x-envoy-expected-rq-timeout-ms"]
 DENIED_STATUS = 403
+# Envoy refuses a regex whose RE2 program is larger than 10,000 instructions (`re2.max_program_size.error_level`);
+# a rule with a few hundred domains is one. An RE2 program has at most about one instruction per character of
+# the pattern, so the domains of a rule are split over consecutive routes of the same action, each regex at most
+# this many characters (first match wins, so the order and the meaning are the same).
+MAX_REGEX_LENGTH = 5000
 
 
 def connection_manager(
@@ -61,10 +66,10 @@ def connection_manager(
     forward_connect = connect_fallback is not None
     routes: list[Route] = []
     for decision in domain_decisions:
-        authority = _authority_matcher(decision.rule.domains, decision.rule.ports)
-        if forward_connect:
-            routes.append(_route(policy, decision.action, _match(authority, connect=True), decision.origin))
-        routes.append(_route(policy, decision.action, _match(authority, connect=False), decision.origin))
+        for authority in _authority_matchers(decision.rule.domains, decision.rule.ports):
+            if forward_connect:
+                routes.append(_route(policy, decision.action, _match(authority, connect=True), decision.origin))
+            routes.append(_route(policy, decision.action, _match(authority, connect=False), decision.origin))
     if connect_fallback is not None:
         routes.append(_route(policy, connect_fallback, _match(None, connect=True), "default: httpsProxy"))
     routes.append(_route(policy, fallback, _match(None, connect=False), fallback_origin))
@@ -122,24 +127,39 @@ def _route(policy: EgressPolicy, action: Action, match: RouteMatch, origin: str)
     return route
 
 
-def _authority_matcher(domains: Sequence[DomainPattern], ports: Sequence[int]) -> HeaderMatcher:
-    """Match the Host / :authority header: any of the domains, an optional trailing dot, and the port rule.
+def _authority_matchers(domains: Sequence[DomainPattern], ports: Sequence[int]) -> list[HeaderMatcher]:
+    """Match the Host / :authority header: any of the domains, an optional trailing dot, and the port rule; one
+    matcher per group of domains whose regex stays within `MAX_REGEX_LENGTH`.
 
     A Host without a port means port 80 (HTTP's default), so it matches a rule's ports only when they include 80.
     """
-    alternatives = []
-    for domain in domains:
-        escaped = re.escape(domain.suffix)
-        if domain.apex and domain.subdomains:
-            alternatives.append(f"(?:[^.:]+\\.)*{escaped}")
-        elif domain.subdomains:
-            alternatives.append(f"(?:[^.:]+\\.)+{escaped}")
-        else:
-            alternatives.append(escaped)
     if not ports:
         port_part = "(?::[0-9]+)?"
     else:
         listed = "|".join(str(port) for port in ports)
         port_part = f"(?::(?:{listed}))" + ("?" if 80 in ports else "")
-    regex = f"(?i)^(?:{'|'.join(alternatives)})\\.?{port_part}$"
-    return HeaderMatcher(name=":authority", string_match=StringMatcher(safe_regex=RegexMatcher(regex=regex)))
+    frame = len(f"(?i)^(?:)\\.?{port_part}$")
+    groups: list[list[str]] = [[]]
+    length = frame
+    for alternative in (_domain_alternative(domain) for domain in domains):
+        if groups[-1] and length + len(alternative) + 1 > MAX_REGEX_LENGTH:
+            groups.append([])
+            length = frame
+        groups[-1].append(alternative)
+        length += len(alternative) + 1
+    return [
+        HeaderMatcher(
+            name=":authority",
+            string_match=StringMatcher(safe_regex=RegexMatcher(regex=f"(?i)^(?:{'|'.join(group)})\\.?{port_part}$")),
+        )
+        for group in groups
+    ]
+
+
+def _domain_alternative(domain: DomainPattern) -> str:
+    escaped = re.escape(domain.suffix)
+    if domain.apex and domain.subdomains:
+        return f"(?:[^.:]+\\.)*{escaped}"
+    if domain.subdomains:
+        return f"(?:[^.:]+\\.)+{escaped}"
+    return escaped

@@ -1,9 +1,10 @@
 """A NACK caused by a dependency recovers once the dependency is fixed, on a real Envoy (SotW and Delta).
 
-`egress-xds serve` and a standalone Envoy (host loopback) start in sync with an http:// proxy. The policy then
-switches to an https:// proxy whose `caFile` is not PEM: Envoy rejects the proxy cluster (CDS NACK) and, because
+`egress-xds serve` and a standalone Envoy (host loopback, running as uid 1337 as in a pod) start in sync with an
+http:// proxy. The policy then switches to an https:// proxy whose `caFile` the server can read (so `check` and the
+reload accept it) but Envoy cannot (mode 0600, root's): Envoy rejects the proxy cluster (CDS NACK) and, because
 the forward-proxy listener's inline route names that cluster, the listeners too (LDS NACK). The CA file is then
-fixed by pointing `caFile` at a real PEM file: only the cluster changes, the listeners are byte for byte the ones
+fixed by pointing `caFile` at a readable copy: only the cluster changes, the listeners are byte for byte the ones
 Envoy NACKed. The server must send LDS again once (the rule in README "Protocol behaviour"), Envoy must then hold
 the listeners with that version and no error, and `status NODE` must show what the node holds, never "(not held)".
 """
@@ -11,7 +12,9 @@ the listeners with that version and no error, and `status NODE` must show what t
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +26,14 @@ from tests.admin.serving import Serve
 from tests.support.egress import bootstrap, replace_file, write_policy
 from tests.support.envoy import EnvoyProcess, start_envoy
 from tests.support.processes import wait_until
+from tests.support.requirements import need_root
 from tests.support.tls import LabCA
 
 pytestmark = [pytest.mark.integration]
 
 CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
+ENVOY_UID = 1337
 POLICY = """
 proxies:
   {name}: {proxy}
@@ -56,6 +61,7 @@ class Setup:
     directory: Path
     ports: dict[str, int]
     protocol: str
+    shared: Path  # a directory Envoy's uid can read
 
     def context(self) -> str:
         return self.envoy.describe() + "\n" + self.serve.describe()
@@ -86,7 +92,10 @@ class Setup:
 
 @pytest.fixture(params=["sotw", "delta"])
 def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    need_root()
     ports = {"tunnel": free_port(), "forward": free_port()}
+    shared = Path(tempfile.mkdtemp(prefix="egress-xds-nack-"))
+    shared.chmod(0o755)
     serve = Serve(
         write_policy(tmp_path, POLICY.format(name="plain", proxy="http://127.0.0.1:3128", **ports)), tmp_path / "s.log"
     )
@@ -95,26 +104,28 @@ def setup(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     try:
         config = bootstrap(node_id, serve.address, delta=request.param == "delta", mode="standalone")
         del config["admin"]  # start_envoy adds one on a free port
-        with start_envoy(config, admin_port=0) as envoy:
-            setup = Setup(serve, envoy, node_id, tmp_path, ports, request.param)
+        with start_envoy(config, admin_port=0, uid=ENVOY_UID) as envoy:
+            setup = Setup(serve, envoy, node_id, tmp_path, ports, request.param, shared)
             setup.wait_statuses("SYNCED", "SYNCED")
             yield setup
     finally:
         serve.stop()
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_listeners_nacked_for_a_rejected_cluster_recover_when_the_cluster_is_fixed(setup: Setup) -> None:
     before = {item["name"] for item in setup.dynamic_listeners()}
-    bad_ca = setup.directory / "not-a-ca.pem"
-    bad_ca.write_text("this is not a PEM certificate\n")
+    good_ca = LabCA(setup.shared / "ca").ca_pem  # a real CA, readable by Envoy's uid
+    bad_ca = setup.shared / "root-only-ca.pem"  # the same certificate, readable by the server only
+    bad_ca.write_bytes(good_ca.read_bytes())
+    bad_ca.chmod(0o600)
     setup.write("corp", f"{{url: https://127.0.0.1:3129, caFile: {bad_ca}}}")
     setup.wait_statuses("NACKED", "NACKED")
     types = setup.node_types()
     lds_nacked = types["lds"]["last_nack"]["version"]
-    assert "Failed to load trusted CA certificates" in types["cds"]["last_nack"]["message"]
+    assert f"unable to read file: {bad_ca}" in types["cds"]["last_nack"]["message"]
     assert "unknown cluster 'egress-proxy-corp-http'" in types["lds"]["last_nack"]["message"]
 
-    good_ca = LabCA(setup.directory / "ca").ca_pem
     setup.write("corp", f"{{url: https://127.0.0.1:3129, caFile: {good_ca}}}")
     setup.wait_statuses("SYNCED", "SYNCED")
     types = setup.node_types()

@@ -18,6 +18,8 @@ from egress_xds.policy.yaml_tree import LocatedDocument
 from egress_xds.sources.environment import policy_from_environment
 from egress_xds.sources.file import load_policy_file
 
+GOLDEN_CA = Path(__file__).resolve().parents[1] / "golden" / "in" / "files" / "corp-ca.pem"
+
 
 def write(tmp_path: Path, text: str, name: str = "policy.yaml") -> Path:
     path = tmp_path / name
@@ -72,7 +74,7 @@ def test_the_same_url_for_http_and_https_is_one_proxy(tmp_path: Path) -> None:
 
 def test_full_form(tmp_path: Path) -> None:
     (tmp_path / "corp.cred").write_text("bob:hunter2\n")
-    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "ca.pem").write_text(GOLDEN_CA.read_text())  # check loads the certificates
     path = write(
         tmp_path,
         """
