@@ -279,8 +279,8 @@ def test_inject_errors_exit_1_with_file_line_and_field(tmp_path: Path) -> None:
         f"{config}:2: excludePorts: port 'http' is not a number (expected 1-65535)",
         f"{config}:4: resources.envoy.cpu: unknown key (expected one of cpuRequest, memoryRequest, memoryLimit)",
         f"{config}:5: bogus: unknown setting (expected one of adminSocket, capturePort, delta, envoyConcurrency, "
-        "envoyImage, envoyLogLevel, envoyUid, excludeCidrs, excludePorts, ignoredNamespaces, image, imagePullPolicy, mtls, "
-        "readinessPort, resources, spiffeCsiDriver, trustDomain, xdsAddress, xdsServerName)",
+        "envoyImage, envoyLogLevel, envoyUid, excludeCidrs, excludePorts, ignoredNamespaces, image, imagePullPolicy, "
+        "mtls, readinessPort, resources, spiffeCsiDriver, trustDomain, xdsAddress, xdsServerName)",
     ]
     manifest = tmp_path / "app.yaml"
     manifest.write_text("kind: Pod\nspec: [unclosed\n")
