@@ -181,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
         help="the webhook's own namespace, never injected (default: POD_NAMESPACE or egress-xds)",
     )
     webhook.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    webhook.add_argument(
+        "--read-timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per request (default %(default)s)"
+    )
     _inject_settings_arguments(webhook)
     webhook.set_defaults(handler=_webhook)
 
@@ -358,7 +361,12 @@ def _inject(args: argparse.Namespace) -> int:
 
 def _webhook(args: argparse.Namespace) -> int:
     from egress_xds.inject.webhook import WebhookError, serve_webhook
+    from egress_xds.listen_address import check_listen_address
 
+    try:
+        check_listen_address(args.listen)
+    except ValueError as error:
+        raise UsageError(f"--listen {error}") from None
     settings = _inject_settings(args)
     try:
         return serve_webhook(
@@ -368,6 +376,7 @@ def _webhook(args: argparse.Namespace) -> int:
             key_file=Path(args.tls_key),
             own_namespace=args.namespace,
             log_level=args.log_level,
+            read_timeout=args.read_timeout,
         )
     except WebhookError as error:
         raise CommandFailed(str(error)) from None

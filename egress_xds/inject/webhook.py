@@ -27,7 +27,6 @@ from typing import Any
 
 from egress_xds.inject.review import review_response
 from egress_xds.inject.settings import InjectSettings
-from egress_xds.policy.destinations import DestinationError, parse_host_port
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a Pod is at most ~1.5 MB in etcd; the review may carry it twice
 READ_TIMEOUT = 10.0  # the API server's own timeoutSeconds is at most 30 (we ask for 10)
@@ -99,6 +98,7 @@ class WebhookServer(ThreadingHTTPServer):
         self.settings = settings
         self.own_namespace = own_namespace
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.read_timeout = READ_TIMEOUT
         self.reviews = 0
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -117,7 +117,7 @@ class WebhookServer(ThreadingHTTPServer):
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
-            request.settimeout(READ_TIMEOUT)
+            request.settimeout(self.read_timeout)
             try:
                 tls = self.certificates.current().wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError) as error:
@@ -139,6 +139,10 @@ class ReviewHandler(BaseHTTPRequestHandler):
     server_version = "egress-xds-webhook"
     sys_version = ""
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.read_timeout)
+
     def do_GET(self) -> None:
         if self.path.split("?", 1)[0] == HEALTH_PATH:
             self._send(200, b"ok\n", "text/plain")
@@ -157,12 +161,8 @@ class ReviewHandler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             self._review_answer({}, f"the request body is larger than {MAX_BODY_BYTES} bytes", close=True)
             return
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            self.close_connection = True
-            return
-        if len(body) < length:
+        body = self._read_body(length)
+        if body is None:
             self.close_connection = True
             return
         try:
@@ -178,6 +178,27 @@ class ReviewHandler(BaseHTTPRequestHandler):
         self.server.reviews += 1
         log.info("review %s: %s", outcome.review["response"]["uid"] or "-", outcome.summary)
         self._send(200, json.dumps(outcome.review).encode(), "application/json")
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The body, or None when the client is too slow (the whole body within the read timeout) or hangs up."""
+        deadline = time.monotonic() + self.server.read_timeout
+        chunks: list[bytes] = []
+        remaining = length
+        try:
+            while remaining > 0:
+                if time.monotonic() > deadline:
+                    log.warning(
+                        "request body from %s not received in %gs", self.client_address, self.server.read_timeout
+                    )
+                    return None
+                chunk = self.rfile.read1(min(remaining, 65536))
+                if not chunk:
+                    return None
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except (TimeoutError, OSError):
+            return None
+        return b"".join(chunks)
 
     def _review_answer(self, review: Any, problem: str, *, close: bool = False) -> None:
         """A body we cannot read as a review: still a well-formed answer (allowed, with the problem said)."""
@@ -204,28 +225,50 @@ class ReviewHandler(BaseHTTPRequestHandler):
 
 
 def start_webhook(
-    settings: InjectSettings, *, listen: str, cert_file: Path, key_file: Path, own_namespace: str
+    settings: InjectSettings,
+    *,
+    listen: str,
+    cert_file: Path,
+    key_file: Path,
+    own_namespace: str,
+    read_timeout: float = READ_TIMEOUT,
 ) -> WebhookServer:
     """Bind and load the certificates (WebhookError with a message for humans); `serve_forever` is the caller's."""
-    try:
-        host, port = parse_host_port(listen)
-    except DestinationError as error:
-        raise WebhookError(f"--listen {listen!r}: {error}") from None
+    host, _, port_text = listen.rpartition(":")  # checked by the CLI (listen_address); port 0: any free port
+    if not port_text.isdigit():
+        raise WebhookError(f"--listen {listen!r}: expected HOST:PORT")
+    port = int(port_text)
     try:
         certificates = CertificateFiles(cert_file, key_file)
     except (OSError, ssl.SSLError) as error:
         raise WebhookError(f"--tls-cert/--tls-key: cannot load {cert_file} and {key_file}: {error}") from None
     try:
-        return WebhookServer((host.strip("[]"), port), certificates, settings, own_namespace)
+        server = WebhookServer((host.strip("[]"), port), certificates, settings, own_namespace)
     except OSError as error:
         raise WebhookError(f"--listen {listen}: {error.strerror or error}") from None
+    server.read_timeout = read_timeout
+    return server
 
 
 def serve_webhook(
-    settings: InjectSettings, *, listen: str, cert_file: Path, key_file: Path, own_namespace: str, log_level: str
+    settings: InjectSettings,
+    *,
+    listen: str,
+    cert_file: Path,
+    key_file: Path,
+    own_namespace: str,
+    log_level: str,
+    read_timeout: float = READ_TIMEOUT,
 ) -> int:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = start_webhook(settings, listen=listen, cert_file=cert_file, key_file=key_file, own_namespace=own_namespace)
+    server = start_webhook(
+        settings,
+        listen=listen,
+        cert_file=cert_file,
+        key_file=key_file,
+        own_namespace=own_namespace,
+        read_timeout=read_timeout,
+    )
     host, port = server.server_address[:2]
     log.info(
         "webhook listening on https://%s:%s%s (namespace %s is never injected)", host, port, MUTATE_PATH, own_namespace

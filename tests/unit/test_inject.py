@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import kubernetes_validate
 import pytest
 import yaml
@@ -32,6 +33,7 @@ from egress_xds.inject.mutation import (
     InjectionError,
     inject_pod,
 )
+from egress_xds.inject.patch import json_patch
 from egress_xds.inject.settings import InjectSettings, load_settings
 from egress_xds.policy.errors import ConfigError
 from tests.support.pod_strategies import OTHER_DOCUMENTS, pods, workloads
@@ -292,3 +294,18 @@ def test_inject_errors_exit_1_with_file_line_and_field(tmp_path: Path) -> None:
         )
     result = run_cli("inject", "-f", "-", "--exclude-cidr", "300.1.1.1")
     assert result.returncode == 2 and "--exclude-cidr:" in result.stderr
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from(["", "a", "~", "/"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "~1", "x/y"]), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(JSON, JSON)
+def test_json_patch_turns_one_value_into_the_other(before: Any, after: Any) -> None:
+    """Checked by another implementation (jsonpatch), with keys that need RFC 6901 escaping."""
+    assert jsonpatch.apply_patch(copy.deepcopy(before), json_patch(before, after)) == after
