@@ -252,3 +252,17 @@ class CertFilesCopy:
             temporary = target.with_suffix(".new")
             temporary.write_bytes(source.read_bytes())
             os.replace(temporary, target)
+
+
+def test_start_errors_are_one_line_without_a_traceback(workdir: Path, ca: LabCA) -> None:
+    certs = ca.issue("localhost", name="start-errors")
+    missing = egress_xds("webhook", "--listen", "127.0.0.1:0", "--tls-cert", str(workdir / "nope.pem"),
+                         "--tls-key", str(certs.key), check=False)  # fmt: skip
+    assert missing.returncode == 1 and "cannot load" in missing.stderr and "Traceback" not in missing.stderr
+    swapped = egress_xds("webhook", "--listen", "127.0.0.1:0", "--tls-cert", str(certs.key),
+                         "--tls-key", str(certs.cert), check=False)  # fmt: skip
+    assert swapped.returncode == 1 and "Traceback" not in swapped.stderr
+    assert "PRIVATE KEY" not in swapped.stderr, "the key file's content is never shown"
+    bad_listen = egress_xds("webhook", "--listen", "nowhere", "--tls-cert", str(certs.cert), "--tls-key",
+                            str(certs.key), check=False)  # fmt: skip
+    assert bad_listen.returncode == 2 and bad_listen.stderr.startswith("error: --listen ")
