@@ -83,10 +83,20 @@ def inject_pod(pod: Mapping[str, Any], settings: InjectSettings) -> Injection:
     if not isinstance(result.get("metadata"), dict):
         result["metadata"] = {}
     metadata = result["metadata"]
-    annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
     spec = result.get("spec")
     if not isinstance(spec, dict):
         return Injection(copy.deepcopy(dict(pod)), False, "no pod spec", ("not a pod: it has no spec",))
+    for where, value in (
+        ("metadata.annotations", metadata.get("annotations")),
+        ("spec.securityContext", spec.get("securityContext")),
+    ):
+        if value is not None and not isinstance(value, dict):
+            raise InjectionError(where, "expected a mapping")
+    for key in ("initContainers", "containers", "volumes"):
+        items = spec.get(key)
+        if items is not None and not (isinstance(items, list) and all(isinstance(item, dict) for item in items)):
+            raise InjectionError(f"spec.{key}", "expected a list of mappings")
+    annotations: dict[str, Any] = metadata.get("annotations") or {}
     if str(annotations.get(INJECT_ANNOTATION, "")).strip().lower() in OPT_OUT_VALUES:
         return Injection(copy.deepcopy(dict(pod)), False, f"opted out ({INJECT_ANNOTATION})")
     if spec.get("hostNetwork") is True:
@@ -338,7 +348,8 @@ def _uid_warnings(spec: Mapping[str, Any], envoy_uid: int) -> list[str]:
     for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
         if not isinstance(container, dict) or container.get("name") in CONTAINER_NAMES:
             continue
-        uid = (container.get("securityContext") or {}).get("runAsUser", pod_uid)
+        security = container.get("securityContext")
+        uid = security.get("runAsUser", pod_uid) if isinstance(security, dict) else pod_uid
         if uid == envoy_uid:
             warnings.append(
                 f"container {container.get('name')!r} runs as uid {envoy_uid}, Envoy's uid: its traffic is not captured"

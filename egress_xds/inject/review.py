@@ -35,8 +35,7 @@ def review_response(review: Any, settings: InjectSettings, own_namespace: str) -
     if not isinstance(review, dict):
         return _answer("", warning="the request body is not an AdmissionReview object", summary="malformed")
     request = review.get("request")
-    uid = request.get("uid") if isinstance(request, dict) else None
-    uid = uid if isinstance(uid, str) and len(uid) <= MAX_UID_LENGTH else ""
+    uid = request_uid(review)
     if review.get("apiVersion") != API_VERSION or review.get("kind") != KIND:
         return _answer(uid, warning=f"expected apiVersion {API_VERSION} kind {KIND}", summary="unexpected version")
     if not isinstance(request, dict) or not uid:
@@ -47,7 +46,10 @@ def review_response(review: Any, settings: InjectSettings, own_namespace: str) -
     pod = request.get("object")
     if not isinstance(pod, dict) or not isinstance(pod.get("spec"), dict):
         return _answer(uid, warning="request.object is not a pod", summary="malformed pod")
-    namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
+    metadata: dict[str, Any] = pod["metadata"] if isinstance(pod.get("metadata"), dict) else {}
+    namespace = request.get("namespace") or metadata.get("namespace") or ""
+    if not isinstance(namespace, str):
+        return _answer(uid, warning="request.namespace is not a string", summary="malformed namespace")
     name = _pod_name(pod, request)
     if namespace == own_namespace or namespace in settings.ignored_namespaces:
         return _answer(uid, summary=f"{namespace}/{name}: namespace {namespace} is never injected")
@@ -65,6 +67,18 @@ def review_response(review: Any, settings: InjectSettings, own_namespace: str) -
         response["warnings"] = [f"egress-xds: {warning}" for warning in injection.warnings]
     dry = " (dry run)" if request.get("dryRun") else ""
     return Outcome(_review(uid, allowed=True, **response), f"{namespace}/{name}: {injection.reason}{dry}")
+
+
+def request_uid(review: Any) -> str:
+    """`request.uid` when there is a usable one, else "" (the API server then reports the answer as unusable)."""
+    request = review.get("request") if isinstance(review, dict) else None
+    uid = request.get("uid") if isinstance(request, dict) else None
+    return uid if isinstance(uid, str) and len(uid) <= MAX_UID_LENGTH else ""
+
+
+def unusable(review: Any, problem: str) -> Outcome:
+    """The answer to a request that cannot be used as it is: the pod admitted unchanged, the problem said."""
+    return _answer(request_uid(review), warning=problem, summary=problem)
 
 
 def _answer(uid: str, *, summary: str, warning: str | None = None) -> Outcome:

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from egress_xds.inject.review import review_response
+from egress_xds.inject.review import review_response, unusable
 from egress_xds.inject.settings import InjectSettings
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a Pod is at most ~1.5 MB in etcd; the review may carry it twice
@@ -175,6 +175,10 @@ class ReviewHandler(BaseHTTPRequestHandler):
         except RecursionError:
             self._review_answer({}, "the request body is nested too deeply")
             return
+        except Exception:  # a bug: still an answer (the pod admitted unchanged), never a dropped connection
+            log.exception("internal error on a review; this is a bug in egress-xds; the pod is admitted unchanged")
+            self._review_answer(review, "internal error (a bug in egress-xds, logged by the webhook)")
+            return
         self.server.reviews += 1
         log.info("review %s: %s", outcome.review["response"]["uid"] or "-", outcome.summary)
         self._send(200, json.dumps(outcome.review).encode(), "application/json")
@@ -201,12 +205,9 @@ class ReviewHandler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _review_answer(self, review: Any, problem: str, *, close: bool = False) -> None:
-        """A body we cannot read as a review: still a well-formed answer (allowed, with the problem said)."""
-        outcome = review_response(review, self.server.settings, self.server.own_namespace)
-        text = f"egress-xds: {problem}; the pod was admitted unchanged"
-        response = outcome.review["response"]
-        response["warnings"], response["status"] = [text], {"message": text}
-        log.warning("review refused: %s", problem)
+        """A request we cannot use as a review: still a well-formed answer (allowed, with the problem said)."""
+        outcome = unusable(review, problem)
+        log.warning("review %s not usable: %s", outcome.review["response"]["uid"] or "-", problem)
         if close:
             self.close_connection = True
         self._send(200, json.dumps(outcome.review).encode(), "application/json")
