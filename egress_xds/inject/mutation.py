@@ -56,6 +56,7 @@ PODINFO_DIR = "/etc/podinfo"
 LABELS_FILE = f"{PODINFO_DIR}/labels"
 SPIFFE_DIR = "/var/run/secrets/egress-xds/spiffe"  # csi-driver-spiffe writes tls.crt, tls.key, ca.crt
 BOOTSTRAP_UID = 65532
+SPIFFE_FS_GROUP_ATTRIBUTE = "spiffe.csi.cert-manager.io/fs-group"  # csi-driver-spiffe's key, whatever the driver name
 
 
 class InjectionError(ValueError):
@@ -144,8 +145,8 @@ def sidecar_volumes(settings: InjectSettings) -> list[dict[str, Any]]:
                 "csi": {
                     "driver": settings.spiffe_csi_driver,
                     "readOnly": True,
-                    # the key is readable by Envoy's group only
-                    "volumeAttributes": {f"{settings.spiffe_csi_driver}/fs-group": str(settings.envoy_uid)},
+                    # the key file's group: Envoy's (runAsGroup), so Envoy can read it and nothing else in the pod
+                    "volumeAttributes": {SPIFFE_FS_GROUP_ATTRIBUTE: str(settings.envoy_uid)},
                 },
             }
         )
