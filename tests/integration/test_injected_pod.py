@@ -64,6 +64,10 @@ def plain_pod(ca_pem: Path) -> dict[str, Any]:
         },
         "spec": {
             "restartPolicy": "Never",
+            "initContainers": [  # the pod's own init container: it runs after Envoy, so its egress is tunnelled too
+                {"name": "warm-cache", "image": "curlimages/curl:8.11.1", "securityContext": app,
+                 "command": [*curl, "-o", "/dev/null", "https://api.example.test/warm-cache"]},
+            ],
             "containers": [
                 {"name": "app", "image": "curlimages/curl:8.11.1", "securityContext": app,
                  "command": [*curl, "https://api.example.test/injected"]},
@@ -95,12 +99,14 @@ def running(
     try:
         with start_squid(lab, port=3128, auth=(USER, PASSWORD)) as squid:
             names = [container["name"] for container in injected["spec"]["initContainers"]]
-            assert names == [CAPTURE_CONTAINER, BOOTSTRAP_CONTAINER, ENVOY_CONTAINER]
+            assert names == [CAPTURE_CONTAINER, BOOTSTRAP_CONTAINER, ENVOY_CONTAINER, "warm-cache"]
             for name in names[:2]:
                 result = run.run(name)
                 assert result.returncode == 0, f"{name}: {result}"
-            envoy = run.start_envoy(ENVOY_CONTAINER)
+            envoy = run.start_envoy(ENVOY_CONTAINER)  # a native sidecar: the next one starts once its probe passed
             try:
+                warm = run.run("warm-cache")
+                assert warm.returncode == 0, f"{warm}\n{envoy.describe()}"
                 yield run, squid, envoy
             finally:
                 envoy.cleanup()
@@ -110,13 +116,20 @@ def running(
         run.cleanup()
 
 
+def test_the_pods_own_init_container_already_had_its_egress_tunnelled(running: tuple[PodRun, Any, Any]) -> None:
+    _, squid, envoy = running
+    squid.wait_for_log(rf"TCP_TUNNEL/200 .*CONNECT api\.example\.test:443 {USER} ")
+    envoy.wait_for_access_log(r"chain=tunnel-[a-z-]+ .*sni=api\.example\.test")
+
+
 def test_the_apps_https_is_tunnelled_through_squid(running: tuple[PodRun, Any, Any]) -> None:
     run, squid, envoy = running
+    before = (len(squid.access_log()), len(envoy.access_log()))
     result = run.run("app")
     assert result.returncode == 0, f"{result}\n{envoy.describe()}\n{squid.describe()}"
     assert result.stdout.strip() == f"host=api.example.test peer={PEER_VIA_PROXY} path=/injected tls=yes"
-    squid.wait_for_log(rf"TCP_TUNNEL/200 .*CONNECT api\.example\.test:443 {USER} ")
-    envoy.wait_for_access_log(r"chain=tunnel-[a-z-]+ .*sni=api\.example\.test")
+    squid.wait_for_log(rf"TCP_TUNNEL/200 .*CONNECT api\.example\.test:443 {USER} ", since=before[0])
+    envoy.wait_for_access_log(r"chain=tunnel-[a-z-]+ .*sni=api\.example\.test", since=before[1])
 
 
 def test_the_annotations_exclusion_reaches_the_real_iptables(running: tuple[PodRun, Any, Any], lab: Lab) -> None:
