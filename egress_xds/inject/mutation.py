@@ -81,12 +81,14 @@ def inject_pod(pod: Mapping[str, Any], settings: InjectSettings) -> Injection:
     """The pod with the sidecar (see the module text for every case). Raises InjectionError for a bad
     exclusion annotation: injecting without the exclusion would capture traffic the owner asked to keep out."""
     result = copy.deepcopy(dict(pod))
-    if not isinstance(result.get("metadata"), dict):
-        result["metadata"] = {}
-    metadata = result["metadata"]
     spec = result.get("spec")
     if not isinstance(spec, dict):
         return Injection(copy.deepcopy(dict(pod)), False, "no pod spec", ("not a pod: it has no spec",))
+    if result.get("metadata") is None:
+        result["metadata"] = {}
+    metadata = result["metadata"]
+    if not isinstance(metadata, dict):
+        raise InjectionError("metadata", "expected a mapping")
     for where, value in (
         ("metadata.annotations", metadata.get("annotations")),
         ("spec.securityContext", spec.get("securityContext")),
