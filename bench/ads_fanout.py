@@ -10,6 +10,10 @@ Setup, for every (protocol, N), with fresh processes:
   with the production options. The policy has 4 proxies (one with two failover endpoints), 30 rules and 100
   NO_PROXY entries; every node is a sidecar selected by that one policy, so all N streams share one snapshot
   (its LDS / CDS sizes are printed).
+- **Floor** (``--server both``, the default, or ``floor``): ``bench/floor_server.py``, the least a grpc.aio ADS
+  server can do (prebuilt response bytes shared by all streams, no bookkeeping), on the very same snapshot, measured
+  back to back with egress-xds for every (protocol, N) with the same clients; a last table gives egress-xds as a
+  multiple of the floor, which is what the targets are about (absolute times on a shared machine are noise).
 - **Clients**: N simulated Envoys (node ids ``bench-<i>``) spread over K client processes (default: one per
   2,500 streams, at most 4), 50 streams per HTTP/2 connection (``--streams-per-channel``). Each behaves like
   Envoy on ADS: the first request carries the node and subscribes to CDS (wildcard); LDS (wildcard) is requested
@@ -53,13 +57,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import importlib.util
 import math
 import multiprocessing
 import os
 import random
-import resource
 import signal
 import sys
 import time
@@ -69,10 +71,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from floor_server import floor_main
+from server_side import CDS, LDS, TYPES, Commands, ServerStats, child_setup, cpu_seconds, raise_fd_limit, server_main
+
 MiB = 1024 * 1024
-CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
-LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
-TYPES = (CDS, LDS)
 SERVICE = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 
 DEFAULT_SIZES = (100, 1000, 5000, 10000)
@@ -90,185 +92,6 @@ RETRY_BASE_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 MAX_ATTEMPTS = 20  # for a child process to import and report in
 STOP_TIMEOUT = 10.0
-
-# -- the policy ---------------------------------------------------------------------------------------------------
-
-_PROXIES = ("corp", "partner", "eu", "lab")
-
-
-def policy_text(changed: bool) -> str:
-    """One realistic policy; `changed` sends rule-4 through a newly added proxy `audit` (CDS and LDS both change).
-
-    NO_PROXY holds domain and host:port entries but no CIDR: today each CIDR entry adds a plain-HTTP filter chain
-    that repeats every domain virtual host, so the listener grows with domains x CIDRs (bench/README.md).
-    """
-    lines = [
-        "proxies:",
-        "  corp:",
-        "    endpoints:",
-        "      - {url: 'http://proxy-a.corp.example:3128', priority: 0}",
-        "      - {url: 'http://proxy-b.corp.example:3128', priority: 1}",
-        "  partner: https://partner-proxy.example:443",
-        "  eu: http://proxy.eu.corp.example:8080",
-        "  lab: http://10.20.30.40:3128",
-    ]
-    if changed:
-        lines.append("  audit: http://audit-proxy.corp.example:3128")
-    lines += ["httpProxy: corp", "httpsProxy: corp", "rawTcp: tunnel", "noProxy:"]
-    lines += [f"  - .svc{index}.internal.example" for index in range(90)]
-    lines += [f"  - host{index}.corp.example:{8000 + index}" for index in range(10)]
-    lines.append("rules:")
-    for index in range(30):
-        if index < 3:
-            rule = f"cidrs: [192.0.{index}.0/24], ports: [5432, 6379], action: direct"
-        elif index % 3 == 0:
-            rule = f"domains: [blocked{index}.example, '*.blocked{index}.example'], action: deny"
-        else:
-            proxy = "audit" if changed and index == 4 else _PROXIES[index % len(_PROXIES)]
-            domains = f"['*.saas{index}.example', api.saas{index}.example]"
-            rule = f"domains: {domains}, ports: [443], action: {{proxy: {proxy}}}"
-        lines.append(f"  - {{name: rule-{index}, {rule}}}")
-    return "\n".join(lines) + "\n"
-
-
-# -- helpers shared by all processes ------------------------------------------------------------------------------
-
-
-def raise_fd_limit() -> int:
-    """Raise RLIMIT_NOFILE to the hard limit: one socket per connection, up to N with --streams-per-channel 1."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        return hard
-    return soft
-
-
-def cpu_seconds() -> float:
-    """User + system CPU of this process (all threads)."""
-    times = os.times()
-    return times.user + times.system
-
-
-def rss_kb() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _child_setup(cpus: Sequence[int]) -> None:
-    # Ctrl-C reaches the whole process group: let the coordinator stop the children in order.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise_fd_limit()
-    if cpus:
-        os.sched_setaffinity(0, cpus)
-
-
-class _Commands:
-    """Reads (command, args...) tuples from a pipe inside an event loop, without a thread."""
-
-    def __init__(self, conn: Connection, handle: Callable[[tuple[Any, ...]], None]) -> None:
-        self._conn = conn
-        self._handle = handle
-        self.closed = asyncio.Event()
-        asyncio.get_running_loop().add_reader(conn.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        try:
-            while self._conn.poll():
-                self._handle(self._conn.recv())
-        except (EOFError, OSError):  # the coordinator is gone: stop
-            self.close()
-
-    def close(self) -> None:
-        if not self.closed.is_set():
-            asyncio.get_running_loop().remove_reader(self._conn.fileno())
-            self.closed.set()
-
-
-# -- the server process -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerStats:
-    rss_kb: int
-    cpu: float  # user + system seconds so far, read before anything else
-    gc_seconds: float  # time spent in cyclic garbage collection so far
-    streams: int
-    gc_objects: int  # objects tracked by the cyclic GC, after a full collection
-
-
-class _GcClock:
-    """Time spent in the cyclic garbage collector, from `gc.callbacks` (observes; changes nothing)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._started
-
-
-def server_main(conn: Connection, cpus: Sequence[int], gc_threshold: tuple[int, ...] | None) -> None:
-    _child_setup(cpus)
-    if gc_threshold:
-        gc.set_threshold(*gc_threshold)
-    asyncio.run(_serve(conn))
-
-
-async def _serve(conn: Connection) -> None:
-    from egress_xds.policy.node import NodeMode, PolicyGroup
-    from egress_xds.policy.parse import parse_document
-    from egress_xds.policy.yaml_tree import load_document
-    from egress_xds.publish import PolicyPublisher
-    from egress_xds.xds.cache import SnapshotCache
-    from egress_xds.xds.server import bound_port, registry_of, start_server, stop_server
-
-    def parse(changed: bool) -> Any:
-        return parse_document(load_document(policy_text(changed), "bench"))
-
-    gc_clock = _GcClock()
-    cache = SnapshotCache(lambda node: None)
-    publisher = PolicyPublisher(cache)
-    publisher.publish(parse(changed=False))
-    key = PolicyGroup("default", NodeMode.SIDECAR)
-    snapshot = cache.get(key)
-    if snapshot is None:
-        raise RuntimeError(f"no snapshot for {key}: {cache.keys()}")
-    sizes = {type_url: len(snapshot.resources(type_url).sotw_body) for type_url in TYPES}
-    counts = {type_url: len(snapshot.resources(type_url)) for type_url in TYPES}
-    server = await start_server(cache, "127.0.0.1:0")
-    registry = registry_of(server)
-
-    def handle(command: tuple[Any, ...]) -> None:
-        name = command[0]
-        if name == "stats":
-            cpu, gc_seconds = cpu_seconds(), gc_clock.seconds
-            gc.collect()
-            conn.send(("stats", ServerStats(rss_kb(), cpu, gc_seconds, len(registry), len(gc.get_objects()))))
-        elif name == "change":
-            cpu, gc_seconds = cpu_seconds(), gc_clock.seconds
-            started = time.perf_counter()
-            report = publisher.publish(parse(changed=True))  # what a reload does: parse, translate, publish
-            reload_seconds = time.perf_counter() - started
-            new = cache.get(key)
-            versions = dict(new.versions) if new is not None else {}
-            conn.send(("changed", cpu, gc_seconds, reload_seconds, versions, [list(key) for key in report.changed]))
-        elif name == "stop":
-            commands.close()
-
-    commands = _Commands(conn, handle)
-    conn.send(("ready", bound_port(server), dict(snapshot.versions), sizes, counts, os.getpid()))
-    await commands.closed.wait()
-    await stop_server(server, grace=1.0)
-    with contextlib.suppress(OSError):
-        conn.send(("stopped",))
-
 
 # -- the client processes -----------------------------------------------------------------------------------------
 
@@ -747,7 +570,7 @@ def _grpc_channel(port: int, method: str) -> tuple[Callable[[_Envoy], Awaitable[
 
 
 def client_main(conn: Connection, cpus: Sequence[int], spec: ClientSpec) -> None:
-    _child_setup(cpus)
+    child_setup(cpus)
     asyncio.run(_client(conn, spec))
 
 
@@ -800,7 +623,7 @@ async def _client(conn: Connection, spec: ClientSpec) -> None:
         elif name == "stop":
             commands.close()
 
-    commands = _Commands(conn, handle)
+    commands = Commands(conn, handle)
     conn.send(("loaded", os.getpid()))
     await commands.closed.wait()
     for task in tasks:
@@ -859,6 +682,7 @@ _REPLIES = {
 class Result:
     protocol: str
     n: int
+    server: str
     clients: int
     channels: int
     initial_seconds: float | None = None
@@ -932,8 +756,9 @@ class Options:
 class Run:
     """One (protocol, N) measurement with its own server and client processes."""
 
-    def __init__(self, protocol: str, n: int, options: Options) -> None:
+    def __init__(self, protocol: str, n: int, options: Options, server: str = "egress") -> None:
         self.protocol = protocol
+        self.server_kind = server
         self.n = n
         self.options = options
         self.clients = max(1, min(options.clients or auto_clients(n), n))
@@ -953,11 +778,11 @@ class Run:
         split = [n // self.clients + (1 if index < n % self.clients else 0) for index in range(self.clients)]
         self.split = split
         channels = sum(math.ceil(count / per_channel) for count in split)
-        self.result = Result(protocol, n, self.clients, channels)
+        self.result = Result(protocol, n, server, self.clients, channels)
 
     def log(self, message: str) -> None:
         if self.verbose:
-            print(f"  [{self.protocol} N={self.n}] {message}", file=sys.stderr, flush=True)
+            print(f"  [{self.server_kind} {self.protocol} N={self.n}] {message}", file=sys.stderr, flush=True)
 
     def _start(self, name: str, target: Callable[..., None], *args: Any) -> Child:
         parent, child = self.context.Pipe()
@@ -984,7 +809,8 @@ class Run:
 
     def _measure(self, deadline: float) -> None:
         result = self.result
-        server = self.server = self._start("server", server_main, self.server_cpus, self.options.server_gc)
+        target = SERVERS[self.server_kind]
+        server = self.server = self._start("server", target, self.server_cpus, self.options.server_gc)
         _, port, versions, sizes, counts, pid = server.receive("ready", time.monotonic() + START_TIMEOUT)
         self.snapshot_info = (sizes, counts)
         self.log(f"server pid {pid} port {port}, initial versions {versions}")
@@ -1105,6 +931,9 @@ class Run:
         self.children.clear()
 
 
+SERVERS: dict[str, Callable[..., None]] = {"egress": server_main, "floor": floor_main}
+
+
 # -- output -------------------------------------------------------------------------------------------------------
 
 COLUMNS = (
@@ -1138,8 +967,9 @@ def _seconds(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(protocol: str, results: Sequence[Result]) -> Iterator[str]:
-    yield "SOTW (StreamAggregatedResources)" if protocol == "sotw" else "DELTA (DeltaAggregatedResources)"
+def table(protocol: str, server: str, results: Sequence[Result]) -> Iterator[str]:
+    method = "SOTW (StreamAggregatedResources)" if protocol == "sotw" else "DELTA (DeltaAggregatedResources)"
+    yield f"{method}, {'egress-xds' if server == 'egress' else 'floor server'}"
     yield " | ".join(title.rjust(width) for title, width in COLUMNS)
     yield "-+-".join("-" * width for _, width in COLUMNS)
     for result in results:
@@ -1167,10 +997,45 @@ def table(protocol: str, results: Sequence[Result]) -> Iterator[str]:
             yield f"  N={result.n}: {detail}"
 
 
+def _ratio(ours: float | None, floor: float | None) -> str:
+    return "-" if ours is None or floor is None or floor <= 0 else f"{ours / floor:.2f}x"
+
+
+def ratio_table(protocol: str, ours: Sequence[Result], floors: Sequence[Result]) -> Iterator[str]:
+    """egress-xds as a multiple of the floor measured in the same run (absolute times on a shared machine are noise;
+    the ratio is what the targets in bench/README.md are about)."""
+    yield f"{protocol.upper()}: egress-xds / floor"
+    titles = (("N", 6), ("initial conv", 12), ("change p50", 10), ("change p99", 10), ("RSS/stream +KB", 14))
+    yield " | ".join(title.rjust(width) for title, width in titles)
+    yield "-+-".join("-" * width for _, width in titles)
+    floor_by_n = {result.n: result for result in floors}
+    for result in ours:
+        floor = floor_by_n.get(result.n)
+        if floor is None:
+            continue
+        extra = None
+        if result.kb_per_stream is not None and floor.kb_per_stream is not None:
+            extra = result.kb_per_stream - floor.kb_per_stream
+        cells = (
+            str(result.n),
+            _ratio(result.initial_seconds, floor.initial_seconds),
+            _ratio(result.p50, floor.p50),
+            _ratio(result.p99, floor.p99),
+            _seconds(extra, 1),
+        )
+        yield " | ".join(cell.rjust(width) for cell, (_, width) in zip(cells, titles, strict=True))
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="comma-separated stream counts")
     parser.add_argument("--protocol", choices=("sotw", "delta", "both"), default="both")
+    parser.add_argument(
+        "--server",
+        choices=("egress", "floor", "both"),
+        default="both",
+        help="egress-xds, the floor server (bench/floor_server.py), or both back to back with ratios (default)",
+    )
     parser.add_argument(
         "--clients", type=int, default=0, help="client processes (default: 0 = one per 2,500 streams, at most 4)"
     )
@@ -1226,7 +1091,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     limit = raise_fd_limit()
     started = time.monotonic()
-    results: dict[str, list[Result]] = {protocol: [] for protocol in protocols}
+    servers = ["egress", "floor"] if args.server == "both" else [args.server]
+    results: dict[tuple[str, str], list[Result]] = {(p, server): [] for p in protocols for server in servers}
     snapshot_info: tuple[dict[str, int], dict[str, int]] | None = None
     print(
         f"ads_fanout: {os.cpu_count()} CPUs, RLIMIT_NOFILE {limit}, python {sys.version.split()[0]}, "
@@ -1237,21 +1103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         for protocol in protocols:
-            for n in sizes:
+            for n, server in ((n, server) for n in sizes for server in servers):
                 attempts: list[Result] = []
                 for _ in range(max(1, args.repeat)):
-                    run = Run(protocol, n, options)
+                    run = Run(protocol, n, options, server)
                     result = run.execute()
                     snapshot_info = snapshot_info or run.snapshot_info
                     attempts.append(result)
                     print(
-                        f"{protocol} N={n}: initial {_seconds(result.initial_seconds, 2)}s, change p50/p99/max "
+                        f"{server} {protocol} N={n}: initial {_seconds(result.initial_seconds, 2)}s, "
+                        "change p50/p99/max "
                         f"{_seconds(result.p50)}/{_seconds(result.p99)}/{_seconds(result.max)}s, "
                         f"{result.changed_done}/{n} converged, run {result.wall:.1f}s, load average "
                         f"{load_average()} {result.note}",
                         flush=True,
                     )
-                results[protocol].append(median_run(attempts))
+                results[(protocol, server)].append(median_run(attempts))
     except KeyboardInterrupt:
         print("interrupted: children stopped; partial results follow", flush=True)
     print()
@@ -1265,9 +1132,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"server code: {os.path.dirname(spec.origin) if spec and spec.origin else '?'}")
     print("trigger: 'change' command over a multiprocessing pipe -> parse + PolicyPublisher.publish in the server loop")
     for protocol in protocols:
-        print()
-        for line in table(protocol, results[protocol]):
-            print(line)
+        for server in servers:
+            print()
+            for line in table(protocol, server, results[(protocol, server)]):
+                print(line)
+        if len(servers) == 2:
+            print()
+            for line in ratio_table(protocol, results[(protocol, "egress")], results[(protocol, "floor")]):
+                print(line)
     print()
     print(LEGEND)
     print(f"\ntotal runtime {time.monotonic() - started:.1f}s")

@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -39,11 +39,15 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `egress-xds render |
 DEBUG_VARIABLE = "EGRESS_XDS_DEBUG"
 
 # Error texts go through the scrubber's patterns (URL userinfo, Basic/Bearer tokens) before they are printed: a
-# message may quote the input, and the input may hold a password.
+# message may quote the input, and the input may hold a password. Each run also teaches it its own arguments (a
+# proxy URL pasted into a flag), which free-text patterns alone cannot bound (a password with a space).
 _SCRUBBER = SecretScrubber()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _SCRUBBER
+    _SCRUBBER = SecretScrubber()
+    _SCRUBBER.learn_values(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     args = parser.parse_args(argv)  # a usage error exits 2 here
     if not hasattr(args, "handler"):
@@ -95,8 +99,16 @@ def _internal_error(error: Exception, *, debug: bool) -> int:
     return EXIT_INTERNAL_ERROR
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error messages (which quote the offending argument) scrubbed."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_SCRUBBER.scrub(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="egress-xds", description="xDS control plane that tunnels Envoy's outbound traffic through an HTTP proxy"
     )
     parser.add_argument("--version", action="version", version=f"egress-xds {__version__}")
@@ -239,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
 def _subparser_class(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
     """Every command also accepts the common flags (`--debug`), before or after the command name."""
 
-    class CommandParser(argparse.ArgumentParser):
+    class CommandParser(_Parser):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(parents=[common], **kwargs)
 
@@ -464,7 +476,7 @@ def _check_json(args: argparse.Namespace) -> int:
         warnings = loaded.warnings
         policies = [message_dict(policy_summary(policy)) for policy in loaded.policies.policies]
     document = {
-        "source": source.name,
+        "source": _SCRUBBER.scrub(source.name),
         "ok": not errors,
         "policies": policies,
         "warnings": [message_dict(config_issue(issue, _SCRUBBER)) for issue in warnings],
@@ -479,9 +491,12 @@ def _render(args: argparse.Namespace) -> int:
     resources = translate(policy, node.mode)
     data: dict[str, Any]
     if args.static:
-        data = static_bootstrap(
-            resources, node_id=node.id, admin_address=args.admin_address, node_metadata=node.metadata
-        )
+        try:
+            data = static_bootstrap(
+                resources, node_id=node.id, admin_address=args.admin_address, node_metadata=node.metadata
+            )
+        except ValueError as error:  # a bad --admin-address
+            raise UsageError(str(error)) from None
     else:
         data = resources_as_dict(resources)
     if not args.show_secrets:
@@ -526,7 +541,8 @@ def _explain(args: argparse.Namespace) -> int:
             raise UsageError(f"{destination!r}: {error}") from None
         answer = explain(policy, probe)
         cidr_rules_checked = not (probe.name is not None and probe.ip is None)
-        answers.append({"destination": destination, **answer.as_dict(), "cidr_rules_checked": cidr_rules_checked})
+        shown = _SCRUBBER.scrub(destination)
+        answers.append({"destination": shown, **answer.as_dict(), "cidr_rules_checked": cidr_rules_checked})
         if args.output == "text":
             print(answer)
             if not cidr_rules_checked:
@@ -615,7 +631,13 @@ def _status(args: argparse.Namespace) -> int:
     from egress_xds.admin.server_view import server_summary
     from egress_xds.admin.status_json import status_document
     from egress_xds.admin.status_view import node_detail, status_table
+    from egress_xds.policy.destinations import parse_host_port
 
+    try:
+        parse_host_port(args.server)
+    except ValueError:
+        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
+        raise UsageError(f"--server {args.server!r}: expected HOST:PORT") from None
     try:
         answers = status_answers(args.server, args.node or "", include_resources=bool(args.node))
     except AdminUnavailable as error:

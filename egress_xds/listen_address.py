@@ -19,7 +19,10 @@ def check_listen_address(text: str) -> str:
     if not separator:
         raise ValueError(f"{text!r}: expected HOST:PORT (port 0: any free port)")
     if not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{text!r}: port {port!r} is not a number from 0 to 65535")
+        # Not quoted: what follows the last ':' may be a password (`http://alice:S3cret`); `text` is quoted by
+        # the caller's scrubber, which knows the whole argument.
+        shown = f"port {port}" if port.isdigit() else "the port"
+        raise ValueError(f"{text!r}: {shown} is not a number from 0 to 65535")
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     if bare:
         try:

@@ -7,23 +7,31 @@ the server has ever served (it learns them from each new policy set, and never f
 quote a configuration that has been replaced since), and, as a safety net, anything shaped like a `Basic` /
 `Bearer` token, and the userinfo of anything URL-shaped, with or without a scheme (`redact.redact_url_text`): a
 password the server never served (one in a rejected reload, say) is covered too.
+
+Values whose boundaries are known (the words of a command line) can be taught with `learn_values`: free-text
+redaction cannot tell where a password with a space or a quote ends, so each such value, in the forms a message
+quotes it (as is, `repr`, JSON, as a file path shows it), is replaced by its `redact.redact_value` form.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import PurePath
 
 from egress_xds.policy.model import Credentials, PolicySet
-from egress_xds.redact import REDACTED, redact_url_text
+from egress_xds.redact import REDACTED, redact_url_text, redact_value
 
 # Shorter strings would be replaced inside ordinary words; credentials are longer than this in practice, and the
 # token patterns below catch what a short password turns into on the wire.
 MIN_SECRET_LENGTH = 4
-_TOKEN = re.compile(r"(?i)\b(basic|bearer)(\s+)[A-Za-z0-9._~+/=-]{6,}")
+# A token is not an ordinary word: "basic authentication" and "Bearer tokens" stay readable. Base64 of
+# `user:password`, JWTs and opaque tokens hold a capital, a digit or punctuation.
+_TOKEN = re.compile(r"(?i)\b(basic|bearer)(\s+)(?!(?-i:[a-z]+)(?![\w.~+/=-]))(?-i:[A-Za-z0-9._~+/=-]{6,})")
 
 
 class SecretScrubber:
@@ -38,6 +46,8 @@ class SecretScrubber:
         self._seen: PolicySet | None = None
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._values: dict[str, str] = {}
+        self._values_pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def learn(self, policies: PolicySet) -> None:
@@ -49,7 +59,24 @@ class SecretScrubber:
                 alternatives = sorted(self._secrets, key=len, reverse=True)  # longest first: no partial leftovers
                 self._pattern = re.compile("|".join(re.escape(secret) for secret in alternatives))
 
+    def learn_values(self, values: Iterable[str]) -> None:
+        """Remember values that may hold a credential (a proxy URL typed into an argument), with the form each
+        is shown in instead: only a value that `redact_value` changes (userinfo, a URL cut short) is kept."""
+        found: dict[str, str] = {}
+        for word in values:
+            # `--flag=VALUE` and a value mistaken for a flag (`--http://...`) hold the value after a prefix.
+            forms = {word, word.lstrip("-"), word.partition("=")[2]} if word.startswith("-") else {word}
+            found |= _value_forms(value for value in forms if value)
+        with self._lock:
+            self._values |= found
+            if self._values:
+                alternatives = sorted(self._values, key=len, reverse=True)
+                self._values_pattern = re.compile("|".join(re.escape(value) for value in alternatives))
+
     def scrub(self, text: str) -> str:
+        values_pattern = self._values_pattern
+        if values_pattern is not None:
+            text = values_pattern.sub(lambda match: self._values[match.group(0)], text)
         if self._policies is not None:
             current = self._policies()
             if current is not self._seen:
@@ -82,3 +109,17 @@ def _secrets_of(credentials: Iterable[Credentials]) -> Iterable[str]:
                 decoded = ""
             candidates += [decoded, decoded.partition(":")[2]]
         yield from (candidate for candidate in candidates if len(candidate) >= MIN_SECRET_LENGTH)
+
+
+def _value_forms(values: Iterable[str]) -> dict[str, str]:
+    """Each value that `redact_value` changes, in the forms a message may quote it, -> its redacted form."""
+    found: dict[str, str] = {}
+    for value in values:
+        shown = redact_value(value)
+        if shown == value:
+            continue
+        found[value] = shown
+        found[repr(value)[1:-1]] = repr(shown)[1:-1]
+        found[json.dumps(value)[1:-1]] = json.dumps(shown)[1:-1]
+        found[str(PurePath(value))] = shown  # as a file path shows it: `//` collapsed, no trailing `/`
+    return found

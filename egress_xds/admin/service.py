@@ -18,6 +18,7 @@ from egress_xds.admin.state import DebugView
 from egress_xds.admin.sync import expected_set, group_labels, snapshot_of, stream_sync
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 from egress_xds.policy.node import PolicyGroup
+from egress_xds.redact import redact_value
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.reloader import ADMIN, ReloadAttempt
 from egress_xds.type_urls import ads_sort_key
@@ -60,7 +61,9 @@ class AdminService:
             if not request.stream_id or record.stream_id == request.stream_id
         ]
         if not request.node_id or not records:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no connected node {request.node_id!r}")
+            # The id is the caller's text, quoted whole: a URL pasted as an id is shown without its userinfo.
+            node_id = self._state.scrubber.scrub(repr(redact_value(request.node_id)))
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no connected node {node_id}")
         record = max(records, key=lambda item: item.stream_id)
         policy, mode = group_labels(record.group, record)
         snapshot = snapshot_of(self._state.cache, record)

@@ -55,7 +55,7 @@ def parse_destination(text: str, *, protocol: TrafficKind | None = None, address
             scheme, TrafficKind.TCP if ip else TrafficKind.TLS
         )
     if port_text:
-        port = parse_port(port_text)
+        port = parse_port(port_text, quote=port_text.isdigit())  # `http://alice:S3cret`: never quote a password
     elif protocol in DEFAULT_PORTS:
         port = DEFAULT_PORTS[protocol]
     else:

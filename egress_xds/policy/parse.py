@@ -135,9 +135,12 @@ class _Context:
         if not file_path.is_absolute() and self.base_dir is not None:
             file_path = self.base_dir / file_path
         try:
-            return file_path, file_path.read_text()
+            return file_path, file_path.read_text(encoding="utf-8")
         except OSError as exc:
             self.error(path, f"cannot read {file_path}: {exc.strerror}")
+            return None
+        except UnicodeDecodeError as exc:  # its bytes are never quoted: the file may hold a password
+            self.error(path, f"{file_path}: not UTF-8 text (byte {exc.start + 1} is not valid UTF-8)")
             return None
 
 

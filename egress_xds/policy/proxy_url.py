@@ -56,10 +56,10 @@ def parse_proxy_url(url: str) -> ProxyUrl:
     if not host_port.strip():
         raise ProxyUrlError("the proxy URL has no host")
     try:
-        # Without `@`, what follows the host may be a password (a URL cut short: `http://alice:S3cret`); only a
-        # port-like number of up to 5 digits is repeated.
+        # What follows the host may be a password (a URL cut short, `http://alice:S3cret`, or a password typed
+        # after the host, `http://alice@proxy:S3cret`); only a port-like number of up to 5 digits is repeated.
         port_like = bool(re.fullmatch(r".*:[0-9]{1,5}", host_port))
-        host, port = parse_host_port(host_port, default_port=DEFAULT_PORTS[scheme], quote_port=bool(at) or port_like)
+        host, port = parse_host_port(host_port, default_port=DEFAULT_PORTS[scheme], quote_port=port_like)
     except ValueError as exc:
         raise ProxyUrlError(str(exc)) from None
     credentials = None

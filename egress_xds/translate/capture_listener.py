@@ -11,6 +11,8 @@ recognises plain HTTP. An ordered filter-chain matcher then applies the policy's
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from envoy.config.core.v3.address_pb2 import Address, SocketAddress
 from envoy.config.core.v3.base_pb2 import TrafficDirection
 from envoy.config.listener.v3.listener_components_pb2 import FilterChain, ListenerFilter
@@ -48,7 +50,7 @@ DEFAULT_RAW_ORIGIN = "default: other TCP as rawTcp says"
 def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener:
     chains: dict[str, FilterChain] = {}
     entries: list[Entry] = []
-    domain_decisions: list[Decision] = []  # those an HTTP Host header can match, in order
+    host_routes = _HostRoutes()
     for position, decision in enumerate(ordered_decisions(policy), start=1):
         rule = decision.rule
         ports = [chain_matcher.destination_port_in(rule.ports)] if rule.ports else []
@@ -59,23 +61,57 @@ def capture_listener(policy: EgressPolicy, port: int = CAPTURE_PORT) -> Listener
         if rule.cidrs or rule.matches_any_destination:
             destination = [chain_matcher.destination_in(rule.cidrs, f"rule_{position}_")] if rule.cidrs else []
             layer4 = destination + ports
-            if _needs_http_chain(decision, domain_decisions):
+            earlier = host_routes.deciding_before(decision)
+            if not decision.untouched and (isinstance(decision.action, ViaProxy) or earlier):
+                # Plain HTTP matched by address needs an HTTP chain when it goes through a proxy (absolute form),
+                # or when an earlier domain rule, visible only in the Host header, claims it with another action.
                 http_chain = names.rule_http_chain(position)
-                chains[http_chain] = _http_chain(policy, http_chain, domain_decisions, decision)
+                chains[http_chain] = _http_chain(policy, http_chain, earlier, decision)
                 http_entry = chain_matcher.all_of([*layer4, chain_matcher.is_plain_http()])
                 entries.append((http_entry, http_chain, decision.origin))
             entries.extend(_stream_entries(policy, layer4, decision.action, chains, decision.origin))
             if not layer4:  # matches every destination: nothing after it can apply
                 return _listener(port, chains, entries)
         if rule.domains and not decision.untouched:
-            domain_decisions.append(decision)
+            host_routes.add(decision)
     default_http = Decision(Rule("default", action=default_http_action(policy)), DEFAULT_HTTP_ORIGIN)
-    chains[names.HTTP_CHAIN] = _http_chain(policy, names.HTTP_CHAIN, domain_decisions, default_http)
+    chains[names.HTTP_CHAIN] = _http_chain(policy, names.HTTP_CHAIN, host_routes.decisions, default_http)
     entries.append((chain_matcher.is_plain_http(), names.HTTP_CHAIN, DEFAULT_HTTP_ORIGIN))
     tls = [chain_matcher.is_tls()]
     entries.extend(_stream_entries(policy, tls, default_tls_action(policy), chains, DEFAULT_TLS_ORIGIN))
     entries.extend(_stream_entries(policy, [], default_raw_tcp_action(policy), chains, DEFAULT_RAW_ORIGIN))
     return _listener(port, chains, entries)
+
+
+@dataclass
+class _HostRoutes:
+    """The domain decisions a Host header can match, in policy order, for the HTTP chains of address decisions.
+
+    An address decision's HTTP chain routes by Host through the domain decisions before it, then falls back to its
+    own action. Two cuts keep LDS linear in the policy (a NO_PROXY of 500 domains and 50 CIDRs would otherwise
+    repeat the 500 domains in 50 chains):
+    - for a NO_PROXY address, only the domain decisions up to the last rule: NO_PROXY entries are a set, all
+      direct, so a NO_PROXY domain after the last rule decides what the NO_PROXY address decides anyway;
+    - no chain at all when none of those decisions has another action than the address decision's own.
+    A request both would match is then attributed to the address entry."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    _rules_end: int = 0  # 1 + position of the last decision that is a rule (not a NO_PROXY entry)
+    _first: list[tuple[Action, int]] = field(default_factory=list)  # each action and where it first appears
+
+    def add(self, decision: Decision) -> None:
+        if not any(action == decision.action for action, _ in self._first):
+            self._first.append((decision.action, len(self.decisions)))
+        self.decisions.append(decision)
+        if not decision.no_proxy:
+            self._rules_end = len(self.decisions)
+
+    def deciding_before(self, decision: Decision) -> list[Decision]:
+        """The domain decisions an HTTP chain for `decision` must try first; empty: it needs none."""
+        end = self._rules_end if decision.no_proxy else len(self.decisions)
+        if all(action == decision.action or first >= end for action, first in self._first):
+            return []
+        return self.decisions[:end]
 
 
 def _stream_entries(
@@ -93,17 +129,6 @@ def _stream_entries(
         entries.append((with_name, _action_chain(policy, action, chains, True), origin))
     entries.append((chain_matcher.all_of(conditions), _action_chain(policy, action, chains, False), origin))
     return entries
-
-
-def _needs_http_chain(decision: Decision, earlier_domain_decisions: list[Decision]) -> bool:
-    """Plain HTTP matched by address needs the HTTP chain when it goes through a proxy (absolute form) or when an
-    earlier domain rule, visible only in the Host header, might claim it first with a different action. (NO_PROXY
-    domains before NO_PROXY CIDRs are all `direct`: no chain, so LDS does not grow with domains x CIDRs.)"""
-    if decision.untouched:
-        return False
-    if isinstance(decision.action, ViaProxy):
-        return True
-    return any(earlier.action != decision.action for earlier in earlier_domain_decisions)
 
 
 def _action_chain(policy: EgressPolicy, action: Action, chains: dict[str, FilterChain], by_name: bool) -> str:

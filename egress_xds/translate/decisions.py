@@ -23,6 +23,9 @@ class Decision:
     rule: Rule
     origin: str
     untouched: bool = False  # pass the TCP stream through as is, without looking at HTTP
+    # A NO_PROXY entry. NO_PROXY is a set (every entry means direct), so its entries have no order among
+    # themselves: which of two matching entries is named as the reason does not change where traffic goes.
+    no_proxy: bool = False
 
     @property
     def action(self) -> Action:
@@ -55,10 +58,14 @@ def ordered_decisions(policy: EgressPolicy) -> tuple[Decision, ...]:
         domains = (entry.domain,) if entry.domain is not None else ()
         networks = (entry.network,) if entry.network is not None else ()
         decisions.append(
-            Decision(Rule(f"noProxy {entry.raw}", domains, networks, ports, DIRECT), f"noProxy entry {entry.raw!r}")
+            Decision(
+                Rule(f"noProxy {entry.raw}", domains, networks, ports, DIRECT),
+                f"noProxy entry {entry.raw!r}",
+                no_proxy=True,
+            )
         )
     if policy.no_proxy.everything:
-        decisions.append(Decision(Rule("noProxy *", (), (), (), DIRECT), "noProxy entry '*'"))
+        decisions.append(Decision(Rule("noProxy *", (), (), (), DIRECT), "noProxy entry '*'", no_proxy=True))
     return tuple(decisions)
 
 

@@ -7,6 +7,7 @@ The rule does not depend on knowing the secret: the userinfo of anything URL-sha
 from __future__ import annotations
 
 import base64
+import json
 import string
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def test_scrubber_removes_any_url_password(
         "NACK for type.googleapis.com/envoy.config.cluster.v3.Cluster version 3: Proto constraint validation failed",
         "reload of /etc/egress/policy.yaml: 2 problems (policy.yaml:3: httpsProxy: port 99999 out of range)",
         "[fd00::1]:3128 unreachable; next http://proxy.corp.example:3128",
+        "the proxy wants basic authentication; Bearer tokens go in credentialsFile",
+        "use a Basic credential or a BEARER header",
     ],
 )
 def test_scrubber_leaves_ordinary_text_alone(text: str) -> None:
@@ -193,3 +196,23 @@ def test_a_proxy_url_cut_short_without_scheme_is_not_quoted(tmp_path: Path) -> N
         "policy.yaml:1: httpsProxy: 'alice:<redacted>' has no scheme: write http:// or https:// before it"
     )
     assert "'proxy.corp:3128' has no scheme" in file_errors(tmp_path, "httpsProxy: proxy.corp:3128\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["Proxy-Authorization: Basic YWxpY2U6cHc=", "bearer abc.def-ghi", "Bearer abcdefgh1", "basic Zm9vYmFy"],
+)
+def test_scrubber_still_removes_tokens(text: str) -> None:
+    assert SecretScrubber().scrub(text).endswith(f" {REDACTED}")
+
+
+def test_learned_values_are_replaced_in_every_quoted_form() -> None:
+    """A command-line value with a password a free-text pattern cannot bound (a space, a quote), cut short, or
+    after `--flag=`, as the message quotes it: as is, in repr or JSON, or as a file path collapses `//`."""
+    scrubber = SecretScrubber()
+    spaced, quoted, cut = "http://a:pw S3c@h:1", "http://a:pw'\"S3c@h:1", "http://a:S3cretPw"
+    scrubber.learn_values(["check", f"--config={cut}", "-o", spaced, quoted, "api.example:443"])
+    texts = [f"x {spaced!r} y", f"x {quoted!r} y", f"{json.dumps(quoted)}", f"cannot read {Path(cut)}", f"--x={cut}"]
+    for text in texts:
+        assert "S3c" not in scrubber.scrub(text), text
+    assert scrubber.scrub("'api.example:443' -o check") == "'api.example:443' -o check"
