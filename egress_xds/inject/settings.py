@@ -23,7 +23,12 @@ DEFAULT_ADMIN_SOCKET = "/var/run/egress-xds/envoy/admin.sock"
 DEFAULT_READINESS_PORT = 15021
 DEFAULT_SPIFFE_DRIVER = "spiffe.csi.cert-manager.io"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
-_IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$")
+# An image reference (distribution's grammar, lower-case repository): [registry[:port]/]path[:tag][@sha256:digest]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
 _DNS_NAME = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
 
 

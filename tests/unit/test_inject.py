@@ -34,7 +34,7 @@ from egress_xds.inject.mutation import (
     inject_pod,
 )
 from egress_xds.inject.patch import json_patch
-from egress_xds.inject.settings import InjectSettings, load_settings
+from egress_xds.inject.settings import InjectSettings, SettingError, check, load_settings
 from egress_xds.policy.errors import ConfigError
 from tests.support.pod_strategies import OTHER_DOCUMENTS, pods, workloads
 
@@ -309,3 +309,18 @@ JSON = st.recursive(
 def test_json_patch_turns_one_value_into_the_other(before: Any, after: Any) -> None:
     """Checked by another implementation (jsonpatch), with keys that need RFC 6901 escaping."""
     assert jsonpatch.apply_patch(copy.deepcopy(before), json_patch(before, after)) == after
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["egress-xds:0.1.0", "registry.corp:5000/platform/egress-xds:1.2", "envoyproxy/envoy:v1.40.0",
+     "ghcr.io/x/y@sha256:" + "a" * 64],
+)  # fmt: skip
+def test_image_references_are_accepted(image: str) -> None:
+    assert InjectSettings(image=image, envoy_image=image) == check(InjectSettings(image=image, envoy_image=image))
+
+
+@pytest.mark.parametrize("image", ["http://user:pw@proxy:3128", "Egress:1", "x:", "a b", "-x", "x@sha256:12"])
+def test_what_is_not_an_image_reference_is_refused(image: str) -> None:
+    with pytest.raises(SettingError, match=r"^image: "):
+        check(InjectSettings(image=image))
