@@ -193,6 +193,31 @@ def _parser() -> argparse.ArgumentParser:
     capture_mode.add_argument("--clean", action="store_true", help="remove exactly the rules capture added")
     capture.set_defaults(handler=_capture)
 
+    inject = commands.add_parser(
+        "inject", help="add the egress-xds sidecar to every pod of Kubernetes YAML (like istioctl kube-inject)"
+    )
+    inject.add_argument("-f", "--filename", required=True, metavar="FILE", help="Kubernetes YAML, or - for stdin")
+    _inject_settings_arguments(inject)
+    inject.set_defaults(handler=_inject)
+
+    webhook = commands.add_parser("webhook", help="serve the mutating admission webhook that injects the sidecar")
+    webhook.add_argument("--listen", default="0.0.0.0:9443", metavar="HOST:PORT", help="HTTPS address (%(default)s)")
+    webhook.add_argument(
+        "--tls-cert", required=True, metavar="FILE", help="server certificate (PEM), re-read on change"
+    )
+    webhook.add_argument("--tls-key", required=True, metavar="FILE", help="its private key (PEM), re-read on change")
+    webhook.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE", "egress-xds"),
+        help="the webhook's own namespace, never injected (default: POD_NAMESPACE or egress-xds)",
+    )
+    webhook.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    webhook.add_argument(
+        "--read-timeout", type=_seconds, default=10.0, metavar="SECONDS", help="per request (default %(default)s)"
+    )
+    _inject_settings_arguments(webhook)
+    webhook.set_defaults(handler=_webhook)
+
     serve = commands.add_parser("serve", help="run the ADS server (SotW and Delta) for Envoys")
     source = serve.add_mutually_exclusive_group()
     source.add_argument("--config", help="policy file (YAML or JSON), watched and reloaded on change")
@@ -381,6 +406,91 @@ def _pod_arguments(parser: argparse.ArgumentParser) -> None:
     pod.add_argument(
         "--pod-labels-file", metavar="PATH", help="Downward API labels file (default /etc/podinfo/labels if present)"
     )
+
+
+def _inject_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sidecar's settings: a file shared by `inject` and `webhook`, and flags that override it."""
+    group = parser.add_argument_group("sidecar settings (flags override --config)")
+    group.add_argument("--config", metavar="FILE", help="injection settings file (YAML), shared with the webhook")
+    group.add_argument("--image", help="the egress-xds image (capture and bootstrap)")
+    group.add_argument("--envoy-image", help="the Envoy image")
+    group.add_argument("--xds-address", metavar="HOST:PORT", help="the egress-xds server, as sidecars reach it")
+    group.add_argument("--envoy-uid", type=int, help="Envoy's uid, never captured")
+    group.add_argument("--exclude-cidr", action="append", default=[], metavar="CIDR", help="never captured (+config)")
+    group.add_argument("--exclude-port", action="append", default=[], metavar="PORT", help="never captured (+config)")
+    group.add_argument("--trust-domain", help="the SPIFFE trust domain (with mTLS)")
+    group.add_argument("--mtls", action=argparse.BooleanOptionalAction, default=None, help="xDS over mTLS (SPIFFE)")
+
+
+def _inject_settings(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from egress_xds.inject.settings import InjectSettings, SettingError, check, load_settings
+
+    settings = load_settings(Path(args.config)) if args.config else InjectSettings()
+    overrides: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("image", args.image),
+            ("envoy_image", args.envoy_image),
+            ("xds_address", args.xds_address),
+            ("envoy_uid", args.envoy_uid),
+            ("trust_domain", args.trust_domain),
+            ("mtls", args.mtls),
+        )
+        if value is not None
+    }
+    overrides["exclude_cidrs"] = settings.exclude_cidrs + tuple(args.exclude_cidr)
+    overrides["exclude_ports"] = settings.exclude_ports + tuple(args.exclude_port)
+    try:
+        return check(replace(settings, **overrides))
+    except SettingError as error:
+        flag = "--" + "".join(f"-{c.lower()}" if c.isupper() else c for c in error.key).removesuffix("s")
+        raise UsageError(f"{flag}: {error.message}") from None
+
+
+def _inject(args: argparse.Namespace) -> int:
+    from egress_xds.inject.documents import DocumentError, inject_yaml
+
+    settings = _inject_settings(args)
+    source = "<stdin>" if args.filename == "-" else args.filename
+    try:
+        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text(encoding="utf-8")
+    except OSError as error:
+        raise CommandFailed(f"{source}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise CommandFailed(f"{source}: not UTF-8 text") from None
+    try:
+        output, notes = inject_yaml(text, settings, source)
+    except DocumentError as error:
+        raise CommandFailed(str(error)) from None
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    sys.stdout.write(output)
+    return EXIT_OK
+
+
+def _webhook(args: argparse.Namespace) -> int:
+    from egress_xds.inject.webhook import WebhookError, serve_webhook
+    from egress_xds.listen_address import check_listen_address
+
+    try:
+        check_listen_address(args.listen)
+    except ValueError as error:
+        raise UsageError(f"--listen {error}") from None
+    settings = _inject_settings(args)
+    try:
+        return serve_webhook(
+            settings,
+            listen=args.listen,
+            cert_file=Path(args.tls_cert),
+            key_file=Path(args.tls_key),
+            own_namespace=args.namespace,
+            log_level=args.log_level,
+            read_timeout=args.read_timeout,
+        )
+    except WebhookError as error:
+        raise CommandFailed(str(error)) from None
 
 
 def _pod_metadata(args: argparse.Namespace) -> dict[str, str]:

@@ -356,6 +356,25 @@ ARGUMENTS: dict[str, Arguments] = {
     "status --fail-nack-after": Arguments(("status", "--fail-nack-after", "{value}")),
     "status --fail-stale-after": Arguments(("status", "--fail-stale-after", "{value}")),
     "status -o": Arguments(("status", "-o", "{value}")),
+    "inject -f": Arguments(("inject", "-f", "{value}")),
+    "inject --config": Arguments(("inject", "-f", "{good}", "--config", "{value}")),
+    "inject --xds-address": Arguments(("inject", "-f", "{good}", "--xds-address", "{value}")),
+    "inject --image": Arguments(("inject", "-f", "{good}", "--image", "{value}")),
+    "inject --exclude-cidr": Arguments(("inject", "-f", "{good}", "--exclude-cidr", "{value}")),
+    "inject --exclude-port": Arguments(("inject", "-f", "{good}", "--exclude-port", "{value}")),
+    "inject --envoy-uid": Arguments(("inject", "-f", "{good}", "--envoy-uid", "{value}")),
+    "inject --trust-domain": Arguments(("inject", "-f", "{good}", "--trust-domain", "{value}")),
+    "webhook --listen": Arguments(("webhook", "--tls-cert", "{good}", "--tls-key", "{good}", "--listen", "{value}")),
+    "webhook --tls-cert": Arguments(
+        ("webhook", "--listen", "127.0.0.1:0", "--tls-cert", "{value}", "--tls-key", "{good}")
+    ),
+    "webhook --tls-key": Arguments(
+        ("webhook", "--listen", "127.0.0.1:0", "--tls-cert", "{good}", "--tls-key", "{value}")
+    ),
+    "webhook --config": Arguments(("webhook", "--tls-cert", "{good}", "--tls-key", "{good}", "--config", "{value}")),
+    "webhook --read-timeout": Arguments(
+        ("webhook", "--tls-cert", "{good}", "--tls-key", "{good}", "--read-timeout", "{value}")
+    ),
 }
 
 
@@ -380,7 +399,7 @@ def test_arguments_never_echo_the_canary(case_name: str, tmp_path: Path) -> None
 
 
 HELP = [[], *([command, "--help"] for command in ("check", "render", "bootstrap", "explain", "demo", "capture",
-                                                    "serve", "status"))]  # fmt: skip
+                                                    "serve", "status", "inject", "webhook"))]  # fmt: skip
 
 
 def test_every_command_has_a_help_row() -> None:

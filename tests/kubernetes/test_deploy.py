@@ -25,6 +25,51 @@ from tests.support.requirements import need_binary
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES_VERSION = "1.31"  # the oldest version the manifests claim (native sidecars need 1.29)
 CUSTOM_KINDS = {kind.value for kind in Kind}
+# cert-manager's kinds (deploy/webhook): kubernetes-validate has no schema for them, so the fields we use are
+# checked against this excerpt of cert-manager.io/v1 (required fields and the types of the ones we set).
+HOURS = {"type": "string", "pattern": "^[0-9]+h$"}
+ISSUER_SPEC = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {"selfSigned": {"type": "object"}, "ca": {"type": "object"}},
+}
+CERTIFICATE_SPEC = {
+    "type": "object",
+    "required": ["secretName", "issuerRef"],
+    "additionalProperties": False,
+    "properties": {
+        "secretName": {"type": "string"},
+        "issuerRef": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string"}, "kind": {"enum": ["Issuer", "ClusterIssuer"]}},
+        },
+        "dnsNames": {"type": "array", "items": {"type": "string"}},
+        "duration": HOURS,
+        "renewBefore": HOURS,
+        "privateKey": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                "size": {"type": "integer"},
+                "rotationPolicy": {"enum": ["Never", "Always"]},
+            },
+        },
+    },
+}
+CERT_MANAGER_SCHEMAS: dict[str, dict[str, Any]] = {
+    kind: {
+        "type": "object",
+        "required": ["metadata", "spec"],
+        "properties": {
+            "metadata": {"type": "object", "required": ["name", "namespace"]},
+            "spec": spec,
+        },
+    }
+    for kind, spec in (("Issuer", ISSUER_SPEC), ("Certificate", CERTIFICATE_SPEC))
+}
 
 
 def manifest_files() -> list[Path]:
@@ -61,6 +106,8 @@ def test_manifest_validates(path: Path, index: int) -> None:
     if doc["kind"] in CUSTOM_KINDS:
         assert doc["apiVersion"] == API_VERSION
         validate_custom(doc)
+    elif doc["apiVersion"] == "cert-manager.io/v1":
+        jsonschema.validate(doc, CERT_MANAGER_SCHEMAS[doc["kind"]], cls=jsonschema.Draft7Validator)
     else:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
@@ -222,7 +269,9 @@ def test_the_example_sidecar_keeps_envoy_admin_from_the_app() -> None:
 
 def xds_service() -> tuple[str, int]:
     """`NAME.NAMESPACE.svc` and the port of the Service in front of the server's xDS port."""
-    (service,) = [doc for _, doc in all_documents() if doc["kind"] == "Service"]
+    (service,) = [
+        doc for _, doc in all_documents() if doc["kind"] == "Service" and doc["metadata"]["name"] == "egress-xds"
+    ]
     (port,) = [port["port"] for port in service["spec"]["ports"] if port["name"] == "grpc-xds"]
     return f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc", port
 
