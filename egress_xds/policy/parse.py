@@ -62,7 +62,7 @@ from egress_xds.policy.model import (
     ViaProxy,
 )
 from egress_xds.policy.no_proxy import NoProxy, parse_no_proxy
-from egress_xds.policy.proxy_url import ProxyUrlError, basic_credentials, parse_proxy_url
+from egress_xds.policy.proxy_url import ProxyUrlError, basic_credentials, header_value_problem, parse_proxy_url
 from egress_xds.policy.yaml_tree import FieldPath, LocatedDocument, format_path
 from egress_xds.redact import REDACTED, redact_value
 
@@ -512,17 +512,21 @@ def _read_credentials(
     if not secret or "\n" in secret:
         context.error(path, f"{file_path}: expected one line 'user:password' or a Proxy-Authorization value")
         return None
-    if "\0" in secret or "\r" in secret:  # Envoy refuses both in a header value (as the Kubernetes Secrets do)
-        context.error(path, f"{file_path}: contains a NUL or carriage return, which cannot go into an HTTP header")
-        return None
     scheme_word = secret.split(" ", 1)[0]
     if " " in secret and scheme_word.isalpha():
-        return Credentials(header_value=secret)
-    if ":" not in secret:
+        credentials = Credentials(header_value=secret)
+    elif ":" not in secret:
         context.error(path, f"{file_path}: expected 'user:password' (no ':' found)")
         return None
-    username, _, password = secret.partition(":")
-    return basic_credentials(username, password)
+    else:
+        username, _, password = secret.partition(":")
+        credentials = basic_credentials(username, password)
+    # Envoy would refuse the header; no NUL or line break in a password either (the Kubernetes Secrets likewise).
+    problem = header_value_problem(secret) or header_value_problem(credentials.header_value)
+    if problem is not None:
+        context.error(path, f"{file_path}: {problem}")
+        return None
+    return credentials
 
 
 def _parse_health_check(context: _Context, value: Any, path: FieldPath) -> HealthCheck | None:

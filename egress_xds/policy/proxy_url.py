@@ -27,6 +27,21 @@ class ProxyUrl:
     credentials: Credentials | None = field(default=None)
 
 
+# Envoy's limit on one header value (`HeaderValue.value`, max_bytes 16384): longer credentials pass every parser
+# but Envoy rejects the listener or cluster that carries them.
+MAX_HEADER_VALUE_BYTES = 16384
+
+
+def header_value_problem(value: str) -> str | None:
+    """Why `value` cannot be a `Proxy-Authorization` header Envoy accepts, or None. Never quotes the value."""
+    if any(character in value for character in "\r\n\0"):
+        return "contains a line break or NUL, which cannot go into an HTTP header"
+    size = len(value.encode())
+    if size > MAX_HEADER_VALUE_BYTES:
+        return f"makes a Proxy-Authorization value of {size} bytes; Envoy takes at most {MAX_HEADER_VALUE_BYTES}"
+    return None
+
+
 def basic_credentials(username: str, password: str) -> Credentials:
     token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
     return Credentials(header_value=f"Basic {token}", username=username)
@@ -66,6 +81,9 @@ def parse_proxy_url(url: str) -> ProxyUrl:
     if at:
         username, _, password = userinfo.partition(":")
         credentials = basic_credentials(unquote(username), unquote(password))
+        problem = header_value_problem(credentials.header_value)
+        if problem is not None:
+            raise ProxyUrlError(f"the URL's credentials: {problem}")
     return ProxyUrl(scheme=scheme, host=host, port=port, credentials=credentials)
 
 

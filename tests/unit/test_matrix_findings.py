@@ -4,6 +4,7 @@ the matrix proves the same with Envoy itself."""
 
 from __future__ import annotations
 
+import base64
 import re
 import textwrap
 from pathlib import Path
@@ -37,6 +38,29 @@ def errors_of(path: Path) -> list[str]:
 # --- a Proxy-Authorization value Envoy refuses -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("form", ["credentialsFile", "url", "secret"])
+def test_credentials_longer_than_envoy_takes_in_a_header_are_refused(tmp_path: Path, form: str) -> None:
+    """Envoy takes at most 16384 bytes in one header value: a longer Proxy-Authorization passed check and made
+    Envoy reject the tunnel (sidecar render failed validate at TunnelingConfig.headers_to_add)."""
+    from egress_xds.sources.kubernetes.credentials import credentials_from_secret
+
+    token = "Zq" * 8200
+    if form == "secret":
+        data = {"proxyAuthorization": base64.b64encode(f"Bearer {token}".encode()).decode()}
+        with pytest.raises(ValueError, match="16384") as caught:
+            credentials_from_secret({"data": data}, "Secret web/corp")
+        assert token[:8] not in str(caught.value)
+        return
+    if form == "url":
+        proxy = f"{{url: 'http://alice:{token}@10.0.0.1:3128'}}"
+    else:
+        secret = tmp_path / "credentials"
+        secret.write_text(f"Bearer {token}\n")
+        proxy = f"{{url: http://10.0.0.1:3128, credentialsFile: {secret}}}"
+    [error] = errors_of(write(tmp_path, f"proxies:\n  corp: {proxy}\nhttpsProxy: corp\n"))
+    assert "Envoy takes at most 16384" in error and token[:8] not in error.replace(str(tmp_path), "")
+
+
 @pytest.mark.parametrize("content", ["Bearer abc\0def\n", "Bearer abc\rdef\n", "svc:pa\0ss\n"])
 def test_a_credentials_file_with_a_nul_or_carriage_return_is_refused(tmp_path: Path, content: str) -> None:
     """Envoy's header values must match ^[^\\0\\n\\r]*$: the proxy's tunnel config was NACKed."""
@@ -47,7 +71,7 @@ def test_a_credentials_file_with_a_nul_or_carriage_return_is_refused(tmp_path: P
     )
     [error] = errors_of(path)
     assert f"{path}:2: proxies.corp.credentialsFile: " in error
-    assert ("NUL or carriage return" if "\0" in content else "expected one line") in error  # \r reads as a newline
+    assert ("line break or NUL" if "\0" in content else "expected one line") in error  # \r reads as a newline
     shown = error.replace(str(tmp_path), "")
     assert "abc" not in shown and "pa\0" not in shown  # never the credentials
 

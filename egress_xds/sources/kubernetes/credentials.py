@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from egress_xds.policy.model import Credentials
-from egress_xds.policy.proxy_url import basic_credentials
+from egress_xds.policy.proxy_url import basic_credentials, header_value_problem
 
 USERNAME_KEY = "username"
 PASSWORD_KEY = "password"
@@ -32,7 +32,7 @@ def credentials_from_secret(secret: Mapping[str, Any], where: str) -> Credential
         _check_header_safe(value, where, AUTHORIZATION_KEY)
         if not value:
             raise ValueError(f"{where}: key {AUTHORIZATION_KEY!r} is empty")
-        return Credentials(header_value=value)
+        return _usable(Credentials(header_value=value), where)
     missing = [key for key in (USERNAME_KEY, PASSWORD_KEY) if key not in data]
     if missing:
         raise ValueError(
@@ -47,7 +47,14 @@ def credentials_from_secret(secret: Mapping[str, Any], where: str) -> Credential
         raise ValueError(f"{where}: key {USERNAME_KEY!r} contains ':', which Basic authentication cannot carry")
     for key, value in ((USERNAME_KEY, username), (PASSWORD_KEY, password)):
         _check_header_safe(value, where, key)
-    return basic_credentials(username, password)
+    return _usable(basic_credentials(username, password), where)
+
+
+def _usable(credentials: Credentials, where: str) -> Credentials:
+    problem = header_value_problem(credentials.header_value)
+    if problem is not None:
+        raise ValueError(f"{where}: the credentials {problem}")
+    return credentials
 
 
 def _decoded(secret: Mapping[str, Any], where: str) -> dict[str, str]:
