@@ -162,6 +162,7 @@ def parse_document_with_warnings(
     context = _Context(document, base_dir, lenient_no_proxy)
     if document.value in (None, {}):  # e.g. a file caught half-written: never read as "everything direct"
         raise ConfigError([ConfigIssue(document.source, None, "", "empty policy: expected httpProxy, httpsProxy, ...")])
+    _refuse_kubernetes_object(document)
     policies: list[EgressPolicy] = []
     try:
         root = context.mapping(document.value, (), TOP_LEVEL_KEYS)
@@ -178,6 +179,19 @@ def parse_document_with_warnings(
     if context.issues:
         raise ConfigError(context.issues)
     return PolicySet(tuple(policies)), tuple(context.warnings)
+
+
+def _refuse_kubernetes_object(document: LocatedDocument) -> None:
+    """A Kubernetes object (an EgressProxy from deploy/examples) is not a policy file: say so, instead of
+    "unknown key 'apiVersion'"."""
+    value = document.value
+    if isinstance(value, dict) and "apiVersion" in value and "kind" in value:
+        kind = value["kind"] if isinstance(value["kind"], str) else "object"
+        message = (
+            f"this is a Kubernetes {redact_value(kind)[:60]}, not a policy file: `serve --kubernetes` reads such "
+            "resources from the API server; a policy file holds the EgressProxy's spec (httpProxy, rules, ...)"
+        )
+        raise ConfigError([ConfigIssue(document.source, document.line_of(("kind",)), "kind", message)])
 
 
 def _parse_policy_list(context: _Context, root: dict[str, Any]) -> list[EgressPolicy]:

@@ -311,3 +311,13 @@ def test_replace_proxies_reaches_every_reference() -> None:
     ]
     assert isinstance(rule.action, ViaProxy) and isinstance(listener.action, ViaProxy)
     assert all(proxy is new for proxy in [*held, rule.action.proxy, listener.action.proxy])
+
+
+def test_a_kubernetes_object_given_as_a_policy_file_is_named_for_what_it_is() -> None:
+    """A new user runs `check` on deploy/examples/egressproxy.yaml: "unknown key 'apiVersion'" did not help."""
+    example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "egressproxy.yaml"
+    with pytest.raises(ConfigError) as caught:
+        load_policy_file(example)
+    [issue] = caught.value.issues
+    assert issue.path == "kind" and issue.line is not None
+    assert "this is a Kubernetes EgressProxy, not a policy file" in issue.message
