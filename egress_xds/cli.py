@@ -639,7 +639,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 def _bootstrap_tls(args: argparse.Namespace) -> XdsTls | None:
     """`--xds-ca`, `--client-cert`, `--client-key`, `--sds-dir` all or none; paths made absolute (Envoy's cwd
-    is not ours)."""
+    is not ours). The certificate files need not exist here: Envoy reads them (in a pod, only Envoy's container
+    mounts them, not the step that writes the bootstrap); a missing file is then a warning, not an error."""
     given = {flag: value for flag, value in _tls_flags(args).items() if value}
     if not given:
         if args.xds_server_name:
@@ -650,7 +651,7 @@ def _bootstrap_tls(args: argparse.Namespace) -> XdsTls | None:
         raise UsageError(f"mutual TLS needs {', '.join(missing)} too (given: {', '.join(given)})")
     for flag in ("--xds-ca", "--client-cert", "--client-key"):
         if not Path(given[flag]).is_file():
-            raise UsageError(f"{flag} {given[flag]}: no such file")
+            print(f"note: {flag} {given[flag]}: no such file here; Envoy must find it", file=sys.stderr)
     if not Path(given["--sds-dir"]).is_dir():
         raise UsageError(f"--sds-dir {given['--sds-dir']}: no such directory")
     absolute = {flag: str(Path(value).absolute()) for flag, value in given.items()}

@@ -186,7 +186,7 @@ def bootstrap_arguments(settings: InjectSettings) -> list[str]:
 
 
 def admin_arguments(settings: InjectSettings) -> list[str]:
-    """Issue 11's flags (not on main yet): admin on a unix socket, a listener that answers only /ready."""
+    """Admin on a unix socket (in a directory only Envoy's container mounts), a listener that answers only /ready."""
     arguments: list[str] = []
     if settings.admin_socket is not None:
         arguments += ["--admin-socket", settings.admin_socket]
@@ -196,10 +196,13 @@ def admin_arguments(settings: InjectSettings) -> list[str]:
 
 
 def mtls_arguments(settings: InjectSettings) -> list[str]:
-    """Issue 11's flags (not on main yet): xDS over mTLS with the pod's SPIFFE certificate."""
+    """xDS over mTLS with the pod's SPIFFE certificate (csi-driver-spiffe's volume, mounted into Envoy only): the
+    bootstrap names the files and writes the two SDS files that point Envoy at them next to its config."""
     if not settings.mtls:
         return []
     return [
+        "--sds-dir",
+        CONFIG_DIR,
         "--xds-ca",
         f"{SPIFFE_DIR}/ca.crt",
         "--client-cert",

@@ -19,7 +19,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from egress_xds.cli import _parser
+from egress_xds.cli import _parser, main
 from egress_xds.inject.documents import DocumentError, inject_document, inject_yaml, pods_of
 from egress_xds.inject.mutation import (
     BOOTSTRAP_CONTAINER,
@@ -121,13 +121,23 @@ def test_capture_and_todays_bootstrap_arguments_are_accepted_by_the_cli() -> Non
     assert init[ENVOY_CONTAINER]["startupProbe"]["tcpSocket"] == {"port": 15001}
 
 
-def test_the_issue_11_bootstrap_arguments_are_accepted_by_the_cli() -> None:
+def test_the_injected_bootstrap_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The bootstrap container's command line, run by the real CLI (its config directory made a temporary one):
+    plain and mTLS settings give an Envoy bootstrap, and with mTLS the SDS files beside it."""
     for settings in (SETTINGS, MTLS):
         init = by_name(inject_pod(plain_pod(), settings).pod["spec"]["initContainers"])
-        try:
-            _parser().parse_args(bootstrap_words(init[BOOTSTRAP_CONTAINER]))
-        except SystemExit:
-            raise AssertionError("egress-xds bootstrap refused the injected arguments") from None
+        config_dir = tmp_path / ("mtls" if settings.mtls else "plain")
+        config_dir.mkdir()
+        words = [word.replace("/etc/envoy", str(config_dir)) for word in bootstrap_words(init[BOOTSTRAP_CONTAINER])]
+        words = [word for word in words if word != "--pod-labels-file" and not word.startswith("/etc/podinfo")]
+        assert main(words) == 0, capsys.readouterr().err
+        bootstrap = yaml.safe_load(capsys.readouterr().out)
+        assert bootstrap["admin"]["address"]["pipe"]["path"] == settings.admin_socket
+        if settings.mtls:
+            assert sorted(path.name for path in config_dir.iterdir()) == [
+                "xds-client-certificate.yaml",
+                "xds-trusted-ca.yaml",
+            ]
 
 
 def test_exclusion_annotations_reach_the_capture_arguments() -> None:
