@@ -31,8 +31,46 @@ HOURS = {"type": "string", "pattern": "^[0-9]+h$"}
 ISSUER_SPEC = {
     "type": "object",
     "minProperties": 1,
+    "maxProperties": 1,
     "additionalProperties": False,
-    "properties": {"selfSigned": {"type": "object"}, "ca": {"type": "object"}},
+    "properties": {
+        "selfSigned": {"type": "object"},
+        "ca": {"type": "object", "required": ["secretName"], "properties": {"secretName": {"type": "string"}}},
+    },
+}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+KEY_USAGES = {
+    "type": "array",
+    "items": {"enum": ["server auth", "client auth", "digital signature", "key encipherment", "cert sign", "crl sign"]},
+}
+# approver-policy's CertificateRequestPolicy (policy.cert-manager.io/v1alpha1), the fields deploy/mtls sets.
+POLICY_SPEC = {
+    "type": "object",
+    "required": ["allowed", "selector"],
+    "additionalProperties": False,
+    "properties": {
+        "allowed": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "isCA": {"type": "boolean"},
+                "commonName": {"type": "object", "properties": {"value": {"type": "string"}}},
+                "dnsNames": {"type": "object", "properties": {"values": STRINGS}},
+                "uris": {"type": "object", "properties": {"values": STRINGS}},
+                "usages": KEY_USAGES,
+            },
+        },
+        "selector": {
+            "type": "object",
+            "properties": {
+                "issuerRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}},
+                }
+            },
+        },
+    },
 }
 CERTIFICATE_SPEC = {
     "type": "object",
@@ -45,7 +83,11 @@ CERTIFICATE_SPEC = {
             "required": ["name"],
             "properties": {"name": {"type": "string"}, "kind": {"enum": ["Issuer", "ClusterIssuer"]}},
         },
-        "dnsNames": {"type": "array", "items": {"type": "string"}},
+        "dnsNames": STRINGS,
+        "uris": {"type": "array", "items": {"type": "string", "pattern": "^spiffe://"}},
+        "usages": KEY_USAGES,
+        "isCA": {"type": "boolean"},
+        "commonName": {"type": "string"},
         "duration": HOURS,
         "renewBefore": HOURS,
         "privateKey": {
@@ -64,11 +106,17 @@ CERT_MANAGER_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["metadata", "spec"],
         "properties": {
-            "metadata": {"type": "object", "required": ["name", "namespace"]},
+            "metadata": {"type": "object", "required": ["name", "namespace"] if namespaced else ["name"]},
             "spec": spec,
         },
+        **({} if namespaced else {"properties": {"metadata": {"not": {"required": ["namespace"]}}, "spec": spec}}),
     }
-    for kind, spec in (("Issuer", ISSUER_SPEC), ("Certificate", CERTIFICATE_SPEC))
+    for kind, spec, namespaced in (
+        ("Issuer", ISSUER_SPEC, True),
+        ("ClusterIssuer", ISSUER_SPEC, False),
+        ("Certificate", CERTIFICATE_SPEC, True),
+        ("CertificateRequestPolicy", POLICY_SPEC, False),
+    )
 }
 
 
@@ -106,7 +154,7 @@ def test_manifest_validates(path: Path, index: int) -> None:
     if doc["kind"] in CUSTOM_KINDS:
         assert doc["apiVersion"] == API_VERSION
         validate_custom(doc)
-    elif doc["apiVersion"] == "cert-manager.io/v1":
+    elif doc["apiVersion"] in ("cert-manager.io/v1", "policy.cert-manager.io/v1alpha1"):
         jsonschema.validate(doc, CERT_MANAGER_SCHEMAS[doc["kind"]], cls=jsonschema.Draft7Validator)
     else:
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -276,15 +324,37 @@ def xds_service() -> tuple[str, int]:
     return f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc", port
 
 
-def test_server_probes_are_grpc_health_checks_on_the_xds_port() -> None:
-    """The server registers grpc.health.v1 on the xDS port (SERVING for service ""), so kubelet asks it directly."""
+def test_server_probes_are_grpc_health_checks_on_the_health_port() -> None:
+    """The xDS port is TLS only (the kubelet's grpc probe cannot do TLS): the probes ask the plaintext health port
+    (`serve --health-listen`, grpc.health.v1 and nothing else)."""
     deployments = {doc["metadata"]["name"]: doc for _, doc in all_documents() if doc["kind"] == "Deployment"}
     server = containers(deployments["egress-xds"])["egress-xds"]
-    (xds_port,) = [port["containerPort"] for port in server["ports"] if port["name"] == "grpc-xds"]
-    listen = server["args"][server["args"].index("--listen") + 1]
-    assert listen.endswith(f":{xds_port}")
+    ports = {port["name"]: port["containerPort"] for port in server["ports"]}
+    args = server["args"]
+    assert args[args.index("--listen") + 1].endswith(f":{ports['grpc-xds']}")
+    assert args[args.index("--health-listen") + 1].endswith(f":{ports['grpc-health']}")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert server[probe]["grpc"] == {"port": xds_port}, f"{probe}: {server[probe]}"
+        assert server[probe]["grpc"] == {"port": ports["grpc-health"]}, f"{probe}: {server[probe]}"
+
+
+def test_the_server_and_the_sidecars_speak_mutual_tls_with_one_ca() -> None:
+    """The server's certificate and the sidecars' SPIFFE certificates come from one CA (deploy/mtls); the server
+    requires client certificates; the example sidecar verifies the server's name, and only Envoy mounts the key."""
+    docs = {(doc["kind"], doc["metadata"]["name"]): doc for _, doc in all_documents()}
+    server_certificate = docs[("Certificate", "egress-xds-server")]["spec"]
+    assert server_certificate["issuerRef"] == {"name": "egress-xds-ca", "kind": "ClusterIssuer"}
+    assert docs[("ClusterIssuer", "egress-xds-ca")]["spec"]["ca"]["secretName"] == "egress-xds-ca"
+    server = containers(docs[("Deployment", "egress-xds")])["egress-xds"]
+    args = server["args"]
+    assert {"--tls-cert", "--tls-key", "--client-ca"} <= set(args)
+    (volume,) = [v for v in docs[("Deployment", "egress-xds")]["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == server_certificate["secretName"]
+    app = containers(docs[("Deployment", "client")])
+    words = egress_xds_args(app["egress-bootstrap"])
+    server_name = words[words.index("--xds-server-name") + 1]
+    assert server_name in server_certificate["dnsNames"]
+    mounts = {name: [m["name"] for m in c.get("volumeMounts", [])] for name, c in app.items()}
+    assert [name for name, names in mounts.items() if "spiffe" in names] == ["envoy"], mounts
 
 
 def test_the_shipped_sidecar_bootstrap_points_at_the_deployed_service() -> None:
@@ -302,8 +372,9 @@ def test_the_shipped_sidecar_bootstrap_points_at_the_deployed_service() -> None:
 
 
 def cluster_role() -> list[dict[str, Any]]:
+    """The server's ClusterRole (deploy/rbac.yaml)."""
     for _, doc in all_documents():
-        if doc["kind"] == "ClusterRole":
+        if doc["kind"] == "ClusterRole" and doc["metadata"]["name"] == "egress-xds":
             rules: list[dict[str, Any]] = doc["rules"]
             return rules
     raise AssertionError("no ClusterRole")
