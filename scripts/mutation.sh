@@ -76,6 +76,9 @@ only_mutate = ["$source"]
 pytest_add_cli_args_test_selection = $(toml_list "${tests[@]}")
 pytest_add_cli_args = ["-p", "no:cacheprovider"]
 use_git_change_detection = false
+# Each mutant's test process is forked from a server that never ran a test: the xDS tests start gRPC servers,
+# whose threads do not survive a fork from the process that collected the coverage statistics.
+process_isolation = "forkserver"
 EOF
     start=$(date +%s)
     (cd "$work" && nice -n 19 "$MUTMUT" run --max-children "$JOBS" >"$work/run.log" 2>&1) || {
