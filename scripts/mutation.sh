@@ -74,13 +74,14 @@ for argument in "${selected[@]}"; do
     # A fresh copy each run: results describe the tree as it is now.
     rm -rf "$work"
     mkdir -p "$work"
-    cp -r egress_xds tests pyproject.toml "$work/"
+    cp -r egress_xds tests deploy examples pyproject.toml "$work/"  # some unit tests read the CRDs and examples
     find "$work" -name __pycache__ -prune -exec rm -rf {} +
     if [ "$BASELINE" = 1 ]; then find "$work/tests" -name 'test_mutants_*.py' -delete; fi
     cat >>"$work/pyproject.toml" <<EOF
 
 [tool.mutmut]
 source_paths = ["egress_xds"]
+also_copy = ["deploy", "examples"]
 only_mutate = ["$source"]
 pytest_add_cli_args_test_selection = $(toml_list "${tests[@]}")
 # A timing test (a 512 KiB file within a second) cannot hold with every function behind a trampoline.
