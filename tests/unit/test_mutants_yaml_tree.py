@@ -128,6 +128,12 @@ def test_a_syntax_error_names_its_line_and_never_quotes_it() -> None:
     assert message.startswith("p.yaml:") and "S3cret" not in message
 
 
+def test_a_control_character_after_multibyte_text_is_on_its_own_line() -> None:
+    # libyaml counts bytes, Python characters: é is 2 bytes, so a count in characters would run into later lines.
+    text = "a: " + "é" * 20 + "\nb: \x07\nc: 1\nd: 2\ne: 3\n"
+    assert errors(text) == ["p.yaml:2: not valid YAML/JSON: control character U+0007 (is this a text file?)"]
+
+
 def test_a_lone_surrogate_is_not_text() -> None:
     assert errors("a: \ud800\n") == ["p.yaml: not valid text (a lone surrogate character)"]
 
