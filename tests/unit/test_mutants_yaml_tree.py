@@ -77,6 +77,18 @@ def test_duplicate_keys_are_reported_where_they_are_and_the_first_value_kept() -
     ]
 
 
+def test_an_error_inside_a_duplicate_keys_value_names_that_key() -> None:
+    # The duplicate's value is dropped, but a refusal inside it still says where it is (it once said `b`).
+    assert errors("a: 1\na: {b: &x 1}\n") == [f"p.yaml:2: a.b: {_NO_ALIASES}"]
+    assert errors("a: 1\na: !!set {x}\n") == [
+        "p.yaml:2: a: unsupported YAML tag '!!set' (a policy holds plain strings, numbers, lists and mappings)"
+    ]
+
+
+def test_a_key_with_a_bad_tag_names_its_mapping() -> None:
+    assert errors("a:\n  !!int x: 1\n") == ["p.yaml:2: a: not a valid !!int: 'x'"]
+
+
 def test_scalar_keys_are_strings() -> None:
     assert load_document("80: x\ntrue: y\n", "p.yaml").value == {"80": "x", "True": "y"}
 
