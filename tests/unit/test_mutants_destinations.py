@@ -172,6 +172,7 @@ def test_split_host_port(text: str, split: tuple[str, str | None]) -> None:
 def test_split_host_port_errors() -> None:
     assert error_of(split_host_port, "[::1") == "'[::1': unclosed '[' in IPv6 address"
     assert error_of(split_host_port, "[::1]x") == "'[::1]x': expected ':port' after ']'"
+    assert error_of(split_host_port, "[::1]]") == "'[::1]]': expected ':port' after ']'"  # the first ']' closes
 
 
 def test_parse_host_port() -> None:
@@ -205,6 +206,7 @@ def test_prefix_length_boundaries() -> None:
         ),
         ("10.0.0.0/x", "prefix length 'x' is not a number (expected e.g. 10.0.0.0/8)"),
         ("10.0.0.0/", "prefix length '' is not a number (expected e.g. 10.0.0.0/8)"),
+        ("10.0.0.0/8/8", "prefix length '8/8' is not a number (expected e.g. 10.0.0.0/8)"),  # the first '/' splits
     ],
 )
 def test_network_errors(text: str, message: str) -> None:
