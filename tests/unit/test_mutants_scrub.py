@@ -110,3 +110,10 @@ def test_a_basic_value_that_is_no_base64_is_learned_as_it_is(tmp_path: Path) -> 
     assert scrubber.scrub("saw n0t*base64! there") == f"saw {REDACTED} there"
     # Nothing else was made up from it.
     assert scrubber.scrub("XXXX and n0t") == "XXXX and n0t"
+
+
+def test_a_token_of_several_words_is_replaced_whole(tmp_path: Path) -> None:
+    # Only the scheme word stands before the first space; the rest is the secret, spaces included.
+    scrubber = SecretScrubber()
+    scrubber.learn(policies(tmp_path, "Digest user=bob, response=9f8e7d"))
+    assert scrubber.scrub("sent Digest user=bob, response=9f8e7d") == f"sent Digest {REDACTED}"
