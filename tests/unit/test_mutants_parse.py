@@ -167,6 +167,7 @@ def test_an_action_names_its_proxy(tmp_path: Path) -> None:
         ("{proxy: nowhere}", "DIR/p.yaml:6: rules[0].action.proxy: unknown proxy 'nowhere' (defined: corp, other)"),
         ("{proxy: 7}", "DIR/p.yaml:6: rules[0].action.proxy: expected a proxy name, got the number 7"),
         ("{}", "DIR/p.yaml:6: rules[0].action: expected {proxy: NAME}"),
+        ("{proxy: other, via: x}", "DIR/p.yaml:6: rules[0].action.via: unknown key 'via' (expected one of proxy)"),
         ("Direct", "DIR/p.yaml:6: rules[0].action: expected direct, deny or {proxy: NAME}, got 'Direct'"),
     ],
 )
