@@ -16,6 +16,7 @@
 #
 # Needs `.venv` with the test and mutation extras: ./scripts/install-test-deps.sh && .venv/bin/pip install -e '.[mutation]'
 # MUTATION_JOBS=N runs N mutants at once (default 1: the machine is shared).
+# MUTATION_MUTANTS='GLOB ...' runs only the mutants whose mutmut names match (e.g. '*watch_policy_file__mutmut_1?').
 # MUTATION_BASELINE=1 leaves out the tests written to kill mutants (tests/*/test_mutants_*.py): the "before" count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -100,6 +101,7 @@ EOF
         for function in "${functions[@]}"; do names+=("$dotted.x_${function}__mutmut_*"); done
         echo "   only the functions: ${functions[*]}"
     fi
+    if [ -n "${MUTATION_MUTANTS:-}" ]; then read -r -a extra <<<"$MUTATION_MUTANTS" && names+=("${extra[@]}"); fi
     start=$(date +%s)
     (cd "$work" && nice -n 19 "$MUTMUT" run --max-children "$JOBS" "${names[@]}" >"$work/run.log" 2>&1) || {
         echo "mutmut failed for $module; see $work/run.log" >&2

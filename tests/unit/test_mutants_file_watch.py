@@ -120,3 +120,19 @@ async def test_without_a_stop_event_the_watch_runs_until_cancelled(tmp_path: Pat
         replace_file(path, "two\n")
         await calls.wait_for(1)
         assert not task.done()
+
+
+async def test_a_replaced_directory_with_the_same_content_is_no_change(tmp_path: Path) -> None:
+    path = _policy(tmp_path)
+    async with watching(path, asyncio.Event()) as (calls, _):
+        # A new directory (a new inode: the watch is set up again) holding the same file.
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        (fresh / "policy.yaml").write_text("one\n")
+        os.rename(path.parent, tmp_path / "old")
+        os.rename(fresh, path.parent)
+        await asyncio.sleep(1.5)  # past the watch's identity check (IDENTITY_CHECK_MS) and its restart
+        assert calls.texts == []
+        replace_file(path, "two\n")  # and the new directory is watched
+        await calls.wait_for(1)
+        assert calls.texts == ["two\n"]
