@@ -56,6 +56,8 @@ def test_lines_of_every_value() -> None:
     }
     assert document.line_of(("b", 1, "d", 1)) == 6
     assert document.line_of(("b", 1, "missing", 3)) == 5  # the nearest ancestor that has a line
+    assert document.line_of(("b", 1, "missing")) == 5
+    assert document.line_of(("b", 9)) == 2
     assert LocatedDocument("x", {}).line_of(("a", "b")) is None
 
 
@@ -209,4 +211,12 @@ def test_tree_limit_problem_boundaries() -> None:
     problem = tree_limit_problem({"a": list(range(MAX_VALUES - 1))})
     assert problem is not None and problem[1] == "more than 50000 values; a policy is small"
     assert tree_limit_problem({1: {"x": [None]}}) is None
+    # Keys of mappings and positions in lists make the path.
+    nested: Any = []
+    lists = nested
+    for _ in range(MAX_DEPTH - 2):
+        lists.append([])
+        lists = lists[0]
+    problem = tree_limit_problem({"spec": {"k": nested}})
+    assert problem == (("spec", "k", *(0,) * (MAX_DEPTH - 2)), "nested deeper than 64 levels")
     assert tree_limit_problem("scalar") is None
