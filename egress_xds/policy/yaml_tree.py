@@ -90,6 +90,7 @@ class _Collection:
     keep: bool  # False for the value of a duplicate key: walked (to find its end) but not stored
     key: str | None = None  # a mapping whose key was read and whose value comes next
     key_pending: bool = False
+    shown_key: str = ""  # that key also when it is a duplicate (None above): the path of an error in its value
 
 
 def load_document(text: str, source: str) -> LocatedDocument:
@@ -198,7 +199,7 @@ def _child_path(parent: _Collection | None) -> tuple[FieldPath, bool]:
     if isinstance(parent.value, list):
         return (*parent.path, len(parent.value)), parent.keep
     if parent.key_pending:
-        return (*parent.path, parent.key if parent.key is not None else ""), parent.keep and parent.key is not None
+        return (*parent.path, parent.shown_key), parent.keep and parent.key is not None
     return parent.path, parent.keep
 
 
@@ -211,6 +212,7 @@ def _read_key(
     key = str(_scalar(event, mapping.path))
     assert isinstance(mapping.value, dict)
     mapping.key_pending = True
+    mapping.shown_key = key
     if key in mapping.value:
         if mapping.keep:
             issues.append(
