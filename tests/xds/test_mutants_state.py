@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse
 
-from egress_xds.xds.type_urls import CLUSTER_TYPE_URL as CDS
-from egress_xds.xds.type_urls import LISTENER_TYPE_URL as LDS
+from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
+from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from tests.xds.client import SotwClient, eventually, sotw_names
 from tests.xds.conftest import Ads
 from tests.xds.data import cluster, listener, snapshot

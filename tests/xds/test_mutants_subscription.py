@@ -5,9 +5,8 @@ tests leave room: what is answered, and when the legacy wildcard ends.
 
 from __future__ import annotations
 
-from egress_xds.translate.resources import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
+from egress_xds.type_urls import CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, WILDCARD
 from egress_xds.xds.subscription import Subscription
-from egress_xds.xds.type_urls import ENDPOINT_TYPE_URL, WILDCARD
 
 
 def test_a_new_subscription_covers_nothing() -> None:
