@@ -3,7 +3,8 @@
 Opens one ADS (SotW) stream with the given node and TLS material, subscribes to clusters and listeners, ACKs
 what arrives for `--seconds`, and prints one JSON object: the final status code and details, and every response
 received (serialized, base64) so that the test can search them for credentials. `--reload` calls the admin API's
-Reload instead. Nothing here decides a result; the test asserts on what the server answered.
+Reload instead (`--reload-errors`: GetReloadErrors). Nothing here decides a result; the test asserts on what the
+server answered.
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ async def _ads(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _reload(args: argparse.Namespace) -> dict[str, Any]:
     async with _channel(args) as channel:
+        admin = admin_pb2_grpc.AdminStub(channel)
         try:
-            await admin_pb2_grpc.AdminStub(channel).Reload(admin_pb2.ReloadRequest(), timeout=10)
+            if args.reload_errors:  # a read RPC
+                await admin.GetReloadErrors(admin_pb2.GetReloadErrorsRequest(), timeout=10)
+            else:
+                await admin.Reload(admin_pb2.ReloadRequest(), timeout=10)
         except grpc.aio.AioRpcError as error:
             return {"code": error.code().name, "details": error.details() or "", "responses": []}
     return {"code": "OK", "details": "", "responses": []}
@@ -98,8 +103,9 @@ def main() -> None:
     parser.add_argument("--meta", action="append", default=[])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--reload", action="store_true")
+    parser.add_argument("--reload-errors", action="store_true")
     args = parser.parse_args()
-    result = asyncio.run(_reload(args) if args.reload else _ads(args))
+    result = asyncio.run(_reload(args) if args.reload or args.reload_errors else _ads(args))
     json.dump(result, sys.stdout)
 
 
