@@ -55,7 +55,12 @@ def test_ci_runs_the_readme_test_command() -> None:
     _, tests = quick_start()
     ci = [line.split() for line in (REPO_ROOT / ".ci" / "run").read_text().splitlines()]
     ci = [words for words in ci if words and not words[0].startswith("#") and words[0] not in {"set", "cd"}]
-    assert ci == [tests[0], ["./scripts/lint.sh"], *tests[1:]], ci
+    linters = [
+        [".venv/bin/python", "-m", "ruff", "check", "."],
+        [".venv/bin/python", "-m", "ruff", "format", "--check", "."],
+        [".venv/bin/python", "-m", "mypy"],
+    ]
+    assert ci == [tests[0], *linters, *tests[1:]], ci
 
 
 def test_the_quick_start_uses_the_venv_the_install_script_makes() -> None:
