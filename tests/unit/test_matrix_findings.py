@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +13,14 @@ import pytest
 import yaml
 
 from egress_xds import cli
-from egress_xds.policy import ConfigError, NodeMode
+from egress_xds.policy import NodeMode
 from egress_xds.sources.file import load_policy_file
 from egress_xds.translate import translate
 from egress_xds.translate.bootstrap import static_bootstrap
 from tests.support.policy_strategies import support_files
+from tests.unit.test_policy_parse import errors_of, write
 
 AWKWARD_WORDS = ["y", "Y", "n", "N", "no", "yes", "on", "off", "null", "~", "true", "1e3", "007", "09", "0o17", "1_000"]
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "policy.yaml"
-    path.write_text(textwrap.dedent(text).lstrip())
-    return path
-
-
-def errors_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as caught:
-        load_policy_file(path)
-    return [str(issue) for issue in caught.value.issues]
 
 
 # --- a Proxy-Authorization value Envoy refuses -----------------------------------------------------------------
