@@ -27,7 +27,7 @@ from egress_xds.logs import scrub_logs
 from egress_xds.metrics import RELOADS, SNAPSHOT_BUILD_SECONDS, serve_metrics
 from egress_xds.policy.errors import ConfigError
 from egress_xds.policy.model import PolicySet
-from egress_xds.publish import PolicyPublisher, PublishReport
+from egress_xds.publish import CoalescedPublishes, PolicyPublisher, PublishReport
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.file_watch import watch_policy_file
 from egress_xds.sources.kubernetes.layers import PolicyLayers
@@ -237,8 +237,13 @@ async def _start_kubernetes(
         return None
     from egress_xds.sources.kubernetes.source import KubernetesSource
 
+    publishes = CoalescedPublishes(
+        publisher, layers.current, lambda report: _report_publish(report, layers.current(), "kubernetes: published")
+    )
+
     def changed(policies: PolicySet) -> None:
-        _report_publish(publisher.publish(layers.with_kubernetes(policies)), layers.current(), "kubernetes: published")
+        layers.with_kubernetes(policies)
+        publishes.request()
 
     source = KubernetesSource(options.kubernetes, changed, environ=options.environ)
     _log.info("waiting for the first list of EgressProxy, ClusterEgressProxy and Secret resources")
