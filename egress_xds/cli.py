@@ -188,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument(
         "--exclude-port", action="append", type=int, default=[], metavar="PORT", help="leave this port alone"
     )
+    capture.add_argument(
+        "--ipv6",
+        choices=("reject", "leave"),
+        default="reject",
+        help="outbound IPv6 TCP is not captured: reset it at once (default), or leave it alone",
+    )
     capture_mode = capture.add_mutually_exclusive_group()
     capture_mode.add_argument("--dry-run", action="store_true", help="print the iptables commands, change nothing")
     capture_mode.add_argument("--clean", action="store_true", help="remove exactly the rules capture added")
@@ -714,13 +720,14 @@ def _capture(args: argparse.Namespace) -> int:
     try:
         if args.clean:
             capture.clean()
-            print(f"removed the {capture.CHAIN} chain and its jump from OUTPUT")
+            print(f"removed the {capture.CHAIN} chains and their jumps from OUTPUT")
             return EXIT_OK
         settings = capture.CaptureSettings(
             port=args.port,
             envoy_uid=args.envoy_uid,
             exclude_cidrs=tuple(args.exclude_cidr),
             exclude_ports=tuple(args.exclude_port),
+            ipv6=capture.Ipv6Handling(args.ipv6),
         )
         if args.dry_run:
             print("\n".join(capture.dry_run(settings)))
@@ -728,7 +735,8 @@ def _capture(args: argparse.Namespace) -> int:
         capture.apply(settings)
     except capture.CaptureError as error:
         raise CommandFailed(str(error)) from None
-    print(f"outbound TCP now goes to port {args.port}, except uid {args.envoy_uid}, loopback and exclusions")
+    ipv6 = "IPv6 TCP is reset" if args.ipv6 == "reject" else "IPv6 is left alone"
+    print(f"outbound TCP now goes to port {args.port}, except uid {args.envoy_uid}, loopback and exclusions; {ipv6}")
     return EXIT_OK
 
 

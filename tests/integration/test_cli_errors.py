@@ -81,6 +81,10 @@ CASES = {
         "cannot listen on {busy} (metrics): address already in use",
     ),
     "serve an invalid policy": Case(("serve", "--config", "{invalid}", "--listen", "127.0.0.1:0"), 1, "rawTcp"),
+    "capture a bad exclusion": Case(
+        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.300"), 1, "--exclude-cidr: '10.0.0.300' is not an IP"
+    ),
+    "capture a bad --ipv6": Case(("capture", "--dry-run", "--ipv6", "drop"), 2, "invalid choice: 'drop'"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),
     "an internal error": Case(
