@@ -320,3 +320,42 @@ async def test_a_half_written_rotation_keeps_the_last_good_certificate(pki: Pki,
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_client_trust_bundle_rotates_under_an_open_stream(pki: Pki, running: Running) -> None:
+    """A CA rotation as cert-manager's trust bundles do it: the new CA is added to the bundle, workloads move to it,
+    the old CA is removed. New handshakes follow the file; a stream opened under the old CA is not dropped."""
+    server_ca = pki.ca.ca_pem.read_bytes()  # what clients verify the server with, whatever the bundle holds
+
+    def channel(client: Issued) -> grpc.aio.Channel:
+        credentials = grpc.ssl_channel_credentials(server_ca, client.key.read_bytes(), client.cert.read_bytes())
+        return grpc.aio.secure_channel(f"127.0.0.1:{running.port}", credentials)
+
+    def write_bundle(*cas: SpiffeCA) -> None:
+        staged = pki.directory / "bundle.next"
+        staged.write_bytes(b"".join(ca.ca_pem.read_bytes() if ca is not pki.ca else server_ca for ca in cas))
+        staged.replace(pki.ca.ca_pem)
+
+    next_ca = SpiffeCA(pki.directory / "next", name="the next CA")
+    old_client = pki.ca.workload("b", "default")
+    new_client = next_ca.workload("b", "default")
+    async with channel(new_client) as refused:
+        assert await _health(refused) == "UNAVAILABLE"
+    async with channel(old_client) as long_lived:
+        stream = SotwClient(long_lived, make_node("app-b"))
+        await subscribe(stream)
+        assert await all_responses(stream, 0.5)
+
+        write_bundle(pki.ca, next_ca)
+        async with channel(new_client) as accepted:
+            assert await _health(accepted) == "SERVING"
+        write_bundle(next_ca)
+        async with channel(old_client) as after_removal:
+            assert await _health(after_removal) == "UNAVAILABLE"
+        async with channel(new_client) as accepted:
+            assert await _health(accepted) == "SERVING"
+
+        running.publisher.publish(load(policy_text(b_port=3129)))  # the old stream is still served
+        assert any(b"3129" in update for update in await all_responses(stream, 1.0))
+        assert not stream.ended.is_set()
+        await stream.close()
