@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)")
 _WHOLE = re.compile(rf"(?:{_PART.pattern})+")
 EXAMPLES = "500ms, 30s, 10h or 1h30m"
 

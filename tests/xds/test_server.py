@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
@@ -22,6 +22,7 @@ from egress_xds.xds.server import AdsServer
 from tests.xds.client import SotwClient, eventually, make_node
 from tests.xds.conftest import Ads, group_by_metadata
 from tests.xds.data import cluster, snapshot
+from tests.xds.fleet import Fleet, most_within, own_connection, spread_evenly
 
 
 async def test_stream_record_tracks_sent_acked_and_nacked(ads: Ads) -> None:
@@ -73,71 +74,17 @@ async def test_connect_nack_and_disconnect_are_logged(ads: Ads, caplog: pytest.L
 # -- stopping --------------------------------------------------------------------------------------------------
 
 
-def own_connection(server: AdsServer) -> grpc.aio.Channel:
-    """A channel with its own connection: by default, gRPC channels to one target share one connection."""
-    return grpc.aio.insecure_channel(f"127.0.0.1:{server.port}", options=(("grpc.use_local_subchannel_pool", 1),))
-
-
-class Envoys:
-    """`count` SotW clients, each on its own channel (one HTTP/2 connection each, as each Envoy has), connected to
-    `server` and holding their first response; `ended_at[i]` is when client `i` saw its stream end."""
-
-    def __init__(self, server: AdsServer, count: int) -> None:
-        self.server = server
-        self.channels = [own_connection(server) for _ in range(count)]
-        self.clients = [
-            SotwClient(channel, make_node(f"n{index}", {"group": "g1"})) for index, channel in enumerate(self.channels)
-        ]
-        self.ended_at: list[float | None] = [None] * count
-        self._watchers: list[asyncio.Task[None]] = []
-
-    async def connect(self) -> None:
-        for client in self.clients:
-            await client.send(CDS, [])
-        for index, client in enumerate(self.clients):
-            await client.recv()
-            self._watchers.append(asyncio.create_task(self._watch(index, client)))
-        await eventually(lambda: len(self.server.registry) == len(self.clients))
-
-    async def _watch(self, index: int, client: SotwClient) -> None:
-        await client.ended.wait()
-        self.ended_at[index] = asyncio.get_running_loop().time()
-
-    async def all_ended(self, timeout: float) -> list[float]:
-        await asyncio.wait_for(asyncio.gather(*self._watchers), timeout)
-        return sorted(time for time in self.ended_at if time is not None)
-
-    async def codes(self) -> list[grpc.StatusCode]:
-        return [await client.call.code() for client in self.clients]
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()
-        for watcher in self._watchers:
-            watcher.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
-        for channel in self.channels:
-            await channel.close()
-
-
 @asynccontextmanager
-async def running(server: AdsServer, envoys: int) -> AsyncIterator[Envoys]:
+async def running(server: AdsServer, envoys: int) -> AsyncIterator[Fleet]:
     await server.start()
-    clients = Envoys(server, envoys)
+    clients = Fleet(f"127.0.0.1:{server.port}", envoys, {"group": "g1"})
     try:
         await clients.connect()
+        assert len(server.registry) == envoys
         yield clients
     finally:
         await clients.close()
         await server.stop(grace=0)
-
-
-def most_within(times: Iterable[float], span: float) -> int:
-    """The largest number of `times` inside any interval of length `span`."""
-    ordered = sorted(times)
-    return max(
-        (sum(1 for other in ordered[index:] if other - first <= span) for index, first in enumerate(ordered)), default=0
-    )
 
 
 def new_server(**settings: float) -> AdsServer:
@@ -148,10 +95,10 @@ def new_server(**settings: float) -> AdsServer:
 
 
 async def test_stop_without_a_drain_window_ends_streams_at_once_with_unavailable() -> None:
-    async with running(new_server(), envoys=5) as envoys:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        stop = asyncio.create_task(envoys.server.stop(grace=30))
+    server = new_server()
+    async with running(server, envoys=5) as envoys:
+        started = asyncio.get_running_loop().time()
+        stop = asyncio.create_task(server.stop(grace=30))
         ended = await envoys.all_ended(timeout=5)  # long before the 30 s grace
         assert ended[-1] - started < 1.0
         assert await envoys.codes() == [grpc.StatusCode.UNAVAILABLE] * 5
@@ -160,9 +107,10 @@ async def test_stop_without_a_drain_window_ends_streams_at_once_with_unavailable
 
 async def test_stop_spreads_the_closes_over_the_drain_window() -> None:
     window, count = 1.5, 30
-    async with running(new_server(drain_window=window), envoys=count) as envoys:
+    server = new_server(drain_window=window)
+    async with running(server, envoys=count) as envoys:
         started = asyncio.get_running_loop().time()
-        stop = asyncio.create_task(envoys.server.stop(grace=5))
+        stop = asyncio.create_task(server.stop(grace=5))
         ended = await envoys.all_ended(timeout=window + 5)
         await asyncio.wait_for(stop, 5)
         offsets = [time - started for time in ended]
@@ -170,9 +118,7 @@ async def test_stop_spreads_the_closes_over_the_drain_window() -> None:
         # spread, not at once: over the window, and evenly (one close every 50 ms; a busy machine may bunch a few)
         assert offsets[-1] - offsets[0] >= 0.7 * window, offsets
         assert most_within(offsets, 0.1) <= 6, offsets
-        for quarter in range(4):
-            inside = [offset for offset in offsets if quarter * window / 4 <= offset < (quarter + 1) * window / 4]
-            assert count / 4 - 4 <= len(inside) <= count / 4 + 4, offsets
+        assert spread_evenly(offsets, window, slack=4), offsets
         assert await envoys.codes() == [grpc.StatusCode.UNAVAILABLE] * count
 
 
@@ -189,13 +135,13 @@ async def test_a_draining_server_accepts_no_new_stream_and_turns_unhealthy_first
         await eventually(lambda: len(server.registry) < 4, timeout=2)
         assert events == ["stopping with 4 streams"]  # before the first close
         # an Envoy whose stream ended comes back: not on its old connection (GOAWAY), not on a new one
-        async with own_connection(server) as fresh:
+        async with own_connection(f"127.0.0.1:{server.port}") as fresh:
             for channel in (envoys.channels[0], fresh):
                 late = SotwClient(channel, make_node("late", {"group": "g1"}))
                 with contextlib.suppress(grpc.aio.AioRpcError):  # the write fails once the call has
                     await late.send(CDS, [])
                 await asyncio.wait_for(late.ended.wait(), 2)
-                assert await late.call.code() == grpc.StatusCode.UNAVAILABLE
+                assert late.responses.empty() and await late.call.code() == grpc.StatusCode.UNAVAILABLE
         assert len(server.registry) >= 1, "the drain was over before the new streams were tried"
         assert not server.registry.for_node("late")
         second = asyncio.create_task(server.stop(grace=5))  # a second signal: waits for the same stop
@@ -208,9 +154,10 @@ async def test_max_connection_age_closes_each_connection_once_jittered_and_envoy
     its own jittered age (so a fleet that connected together does not reconnect together); the client's new
     stream then runs on a new connection (another local port), which a load balancer can send elsewhere."""
     age, grace, count = 1.0, 0.2, 12
-    async with running(new_server(max_connection_age=age, max_connection_age_grace=grace), envoys=count) as envoys:
+    server = new_server(max_connection_age=age, max_connection_age_grace=grace)
+    async with running(server, envoys=count) as envoys:
         connected = asyncio.get_running_loop().time()
-        peers = {record.peer for record in envoys.server.registry.for_node("n0")}
+        peers = {record.peer for record in server.registry.for_node("n0")}
         ended = await envoys.all_ended(timeout=age * 1.1 + grace + 3)
         lifetimes = [time - connected for time in ended]
         assert age * 0.9 - 0.1 <= lifetimes[0] and lifetimes[-1] <= age * 1.1 + grace + 1.0, lifetimes
@@ -220,7 +167,7 @@ async def test_max_connection_age_closes_each_connection_once_jittered_and_envoy
         again = SotwClient(envoys.channels[0], make_node("n0", {"group": "g1"}))
         await again.send(CDS, [])
         await again.recv()
-        [record] = envoys.server.registry.for_node("n0")
+        [record] = server.registry.for_node("n0")
         assert record.peer not in peers, "the new stream ran on the old connection"
         await again.close()
 
