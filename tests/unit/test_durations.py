@@ -33,7 +33,10 @@ def test_parses_what_envoy_and_kubernetes_users_write(text: str, seconds: float)
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5", "-1s", "+1s", "1d", "1 h", "ms", "1h-30m", "1e3s", "\u0661s", "1s ms", "1us"])
+REFUSED = ["", "5", "-1s", "+1s", "1d", "1 h", "ms", "1h-30m", "1e3s", "\u0661s", "1s ms", "1us"]
+
+
+@pytest.mark.parametrize("text", REFUSED)
 def test_refuses_anything_else_quoting_it(text: str) -> None:
     with pytest.raises(ValueError) as raised:
         parse_duration(text)
