@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from egress_xds import __version__, yaml_text
-from egress_xds.defaults import CAPTURE_PORT, FILE_DEBOUNCE_MS, SERVE_LISTEN, SERVER_ADDRESS
+from egress_xds.defaults import (
+    CAPTURE_PORT,
+    DRAIN_WINDOW_SECONDS,
+    FILE_DEBOUNCE_MS,
+    MAX_CONNECTION_AGE_SECONDS,
+    SERVE_LISTEN,
+    SERVER_ADDRESS,
+)
+from egress_xds.durations import format_duration, parse_duration
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
@@ -265,6 +273,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="also serve grpc.health.v1 alone, in plaintext, here (for probes that cannot do TLS, e.g. the kubelet's)",
     )
+    serve.add_argument(
+        "--drain-window",
+        type=_drain_window,
+        default=format_duration(DRAIN_WINDOW_SECONDS),
+        metavar="DURATION",
+        help="at shutdown, close the streams evenly over this time, 0: all at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connection-age",
+        type=_connection_age,
+        default=format_duration(MAX_CONNECTION_AGE_SECONDS),
+        metavar="DURATION",
+        help="close each connection after this time, +-10%%, so Envoys rebalance; 0: unlimited (default %(default)s)",
+    )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
         "--log-format", default="plain", choices=("plain", "json"), help="log lines as text or JSON objects"
@@ -350,6 +372,29 @@ def _seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 0 or more seconds")
     return value
+
+
+# gRPC core takes the age in milliseconds, as a 32-bit int.
+MAX_CONNECTION_AGE_LIMIT_SECONDS = (2**31 - 1) / 1000
+
+
+def _bounded_duration(text: str, most: float, most_text: str) -> float:
+    """`parse_duration` for argparse: a bad value is a usage error that names the flag (argparse adds it)."""
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {most_text}")
+    return value
+
+
+def _drain_window(text: str) -> float:
+    return _bounded_duration(text, 3600.0, "1h")
+
+
+def _connection_age(text: str) -> float:
+    return _bounded_duration(text, MAX_CONNECTION_AGE_LIMIT_SECONDS, "596h (gRPC's limit)")
 
 
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
@@ -777,6 +822,8 @@ def _serve(args: argparse.Namespace) -> int:
         tls=tls,
         admin_identities=admin_identities,
         health_address=args.health_listen,
+        drain_window=args.drain_window,
+        max_connection_age=args.max_connection_age,
     )
     try:
         asyncio.run(serve(options))

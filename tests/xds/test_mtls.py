@@ -29,7 +29,7 @@ from egress_xds.publish import PolicyPublisher
 from egress_xds.sources.file import policy_from_bytes
 from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.server import bound_port, certificates_of, registry_of, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 from egress_xds.xds.tls import ServerTls
 from tests.support.spiffe import Issued, SpiffeCA, replace_atomically, serial_of
 from tests.xds.client import DeltaClient, SotwClient, make_node
@@ -87,7 +87,7 @@ def pki(tmp_path: Path) -> Pki:
 
 @dataclass
 class Running:
-    server: grpc.aio.Server
+    server: AdsServer
     publisher: PolicyPublisher
     port: int
 
@@ -97,15 +97,11 @@ async def running(pki: Pki) -> AsyncIterator[Running]:
     publisher = PolicyPublisher(SnapshotCache(lambda node: None))
     publisher.publish(load(policy_text()))
 
-    async def debug(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, DebugView(publisher.cache, registry_of(server)))
-
     tls = ServerTls(pki.server.cert, pki.server.key, pki.ca.ca_pem)
-    server = await start_server(publisher.cache, "127.0.0.1:0", tls=tls, before_start=debug)
-    try:
-        yield Running(server, publisher, bound_port(server))
-    finally:
-        await stop_server(server, grace=0)
+    server = AdsServer(publisher.cache, "127.0.0.1:0", tls=tls)
+    await add_debug_services(server, DebugView(publisher.cache, server.registry))
+    async with server:
+        yield Running(server, publisher, server.port)
 
 
 async def all_responses(client: SotwClient, seconds: float = 1.0) -> list[bytes]:
@@ -162,7 +158,7 @@ async def test_claiming_another_namespace_is_denied_and_gets_nothing_of_it(
     assert after == before + 1
     (line,) = [record.getMessage() for record in caplog.records if "stream refused" in record.getMessage()]
     assert "'b'" in line and "'a'" in line and "spiffe://cluster.local/ns/a/sa/default" in line
-    assert registry_of(running.server).for_node("app-1") == []
+    assert running.server.registry.for_node("app-1") == []
 
 
 async def test_delta_streams_are_held_to_the_certificate_too(pki: Pki, running: Running) -> None:
@@ -297,7 +293,7 @@ async def test_the_server_certificate_rotates_under_an_open_stream(pki: Pki, run
         new_serial = serial_of(rotated.cert)
         replace_atomically(rotated, pki.server)
         assert await asyncio.to_thread(_served_serial, pki, running.port, cert) == new_serial
-        certificates = certificates_of(running.server)
+        certificates = running.server.certificates
         assert certificates is not None and certificates.reloads == 1
 
         # the stream opened before the rotation is still served: a policy change reaches it
