@@ -141,7 +141,13 @@ def _parser() -> argparse.ArgumentParser:
 
     bootstrap = commands.add_parser("bootstrap", help="print an Envoy bootstrap that uses an egress-xds server")
     _node_arguments(bootstrap)
-    bootstrap.add_argument("--xds-address", required=True, metavar="HOST:PORT", help="the egress-xds server")
+    bootstrap.add_argument(
+        "--xds-address",
+        required=True,
+        action="append",
+        metavar="HOST:PORT",
+        help="the egress-xds server; repeat it for several replicas (Envoy moves to another when one goes away)",
+    )
     bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
     _admin_arguments(bootstrap)
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
@@ -152,7 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     xds_tls.add_argument(
         "--xds-server-name",
         metavar="NAME",
-        help="the server's name in its certificate (default: the --xds-address host)",
+        help="the server's name in its certificate (default: the first --xds-address host)",
     )
     xds_tls.add_argument(
         "--sds-dir",
