@@ -57,6 +57,7 @@ class Replicas:
     b: ServeProcess
     envoy: EnvoyProcess
     node_id: str
+    protocol: str
 
     def context(self) -> str:
         parts = [self.envoy.describe(), self.squid.describe(), self.a.describe(), self.b.describe()]
@@ -93,6 +94,15 @@ def change_counters(envoy: EnvoyProcess) -> dict[str, int]:
     return {name: stats.get(name, 0) for name in CHANGE_COUNTERS}
 
 
+def updates_received(envoy: EnvoyProcess) -> dict[str, int]:
+    """How many LDS / CDS responses Envoy accepted (an update with the same versions counts too)."""
+    stats = envoy.stats()
+    return {
+        name: stats.get(name, 0)
+        for name in ("listener_manager.lds.update_success", "cluster_manager.cds.update_success")
+    }
+
+
 @pytest.fixture(params=["sotw", "delta"])
 def replicas(request: pytest.FixtureRequest, lab: Lab, upstreams: Upstreams, tmp_path: Path) -> Iterator[Replicas]:
     node = f"pod-failover-{request.param}"
@@ -109,7 +119,7 @@ def replicas(request: pytest.FixtureRequest, lab: Lab, upstreams: Upstreams, tmp
                 try:
                     envoy.wait_for_stat("control_plane.connected_state", lambda value: value == 1, timeout=20)
                     b.start()  # only now: Envoy's stream is on A
-                    yield Replicas(lab, squid, upstreams, a, b, envoy, node)
+                    yield Replicas(lab, squid, upstreams, a, b, envoy, node, request.param)
                 finally:
                     lab.uncapture("pod")
         finally:
@@ -123,6 +133,7 @@ def test_envoy_moves_to_the_other_replica_with_no_config_change_and_no_failed_re
 ) -> None:
     wait_until(lambda: replicas.replicas_of_node() == [REPLICA_A], timeout=20, what="the node on replica A")
     before_versions, before_counters = versions(replicas.envoy), change_counters(replicas.envoy)
+    before_updates = updates_received(replicas.envoy)
     assert any(key.startswith("listener/") for key in before_versions), before_versions
     with Requests(replicas.lab, URL, replicas.upstreams.ca_pem) as client:
         wait_until(lambda: client.count >= 3, timeout=20, what="the client's first requests")
@@ -141,6 +152,11 @@ def test_envoy_moves_to_the_other_replica_with_no_config_change_and_no_failed_re
     assert not client.failures, f"{len(client.failures)} of {client.count} requests failed:\n{client.failures[:3]}"
     assert versions(replicas.envoy) == before_versions
     assert change_counters(replicas.envoy) == before_counters
+    after_updates = updates_received(replicas.envoy)
+    if replicas.protocol == "delta":  # B had nothing to send: Envoy's initial_resource_versions matched
+        assert after_updates == before_updates
+    else:  # B sent the full state again, in the very same versions (so nothing above was modified)
+        assert all(after_updates[name] > before_updates[name] for name in before_updates), after_updates
     code, document = replicas.status()
     assert code == 4 and document["partial"] is True
     assert [item["address"] for item in document["unreachable"]] == [REPLICA_A]
