@@ -7,8 +7,8 @@ import json
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from egress_xds.admin.client import StatusAnswers
-from egress_xds.admin.replicas import Answer, FanOut, Replica
 from egress_xds.admin.out_of_sync import out_of_sync
+from egress_xds.admin.replicas import Answer, FanOut, Replica
 from egress_xds.admin.server_view import server_summary
 from egress_xds.admin.status_json import status_document
 from egress_xds.admin.status_view import format_age, node_detail, status_table
