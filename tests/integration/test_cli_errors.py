@@ -76,6 +76,13 @@ CASES = {
     "serve an invalid policy": Case(("serve", "--config", "{invalid}", "--listen", "127.0.0.1:0"), 1, "rawTcp"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),
+    "status of no replica": Case(
+        ("status", "--server", "{closed}", "--server", "127.0.0.1:1"), 1, "at {closed}: UNAVAILABLE: "
+    ),
+    "status of a bad service": Case(("status", "--service", "egress-xds"), 2, "--service 'egress-xds': expected"),
+    "status of servers and a service": Case(
+        ("status", "--server", "{closed}", "--kubernetes"), 2, "--server and --kubernetes/--service exclude"
+    ),
     "an internal error": Case(
         ("check", "--config", "{good}"), 70, "internal error (KeyError): this is a bug", bug=True
     ),
