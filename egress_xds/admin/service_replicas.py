@@ -58,10 +58,16 @@ def service_replicas(service: str, settings: ClientSettings) -> list[Replica]:
             raise ReplicasNotFound(
                 f"cannot reach the Kubernetes API server at {api.configuration.host}: {type(error).__name__}"
             ) from None
-    replicas = sorted(set(_ready(slices.items or [])), key=lambda replica: replica.address)
+    replicas = ready_replicas(slices.items or [])
     if not replicas:
         raise ReplicasNotFound(f"service {service} has no ready replica (no ready endpoint in its EndpointSlices)")
     return replicas
+
+
+def ready_replicas(slices: Iterable[Any]) -> list[Replica]:
+    """The ready endpoints of EndpointSlices (the client's V1EndpointSlice models), each address once, sorted."""
+    found = {replica.address: replica for replica in _ready(slices)}
+    return [found[address] for address in sorted(found)]
 
 
 def _ready(slices: Iterable[Any]) -> Iterable[Replica]:
