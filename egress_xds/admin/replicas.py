@@ -88,10 +88,11 @@ def replica_label(answer: Answer[StatusAnswers]) -> str:
 
 def replica_streams(fan_out: FanOut[StatusAnswers], *, labelled: bool = True) -> list[Stream]:
     """Every stream of every replica that answered, with its replica (unless not `labelled`: one server asked),
-    sorted by node id (a node connected to two replicas shows on two adjacent rows, one per replica)."""
+    sorted by node id (a node connected to two replicas shows on two adjacent rows, one per replica, in the order
+    the replicas were asked)."""
     streams = [
         Stream(node, answer.answer.nodes.server_time, replica_label(answer) if labelled else "")
         for answer in fan_out.answers
         for node in answer.answer.nodes.nodes
     ]
-    return sorted(streams, key=lambda stream: (stream.node.node_id, stream.replica, stream.node.stream_id))
+    return sorted(streams, key=lambda stream: stream.node.node_id)  # stable: replicas stay in the order asked
