@@ -846,7 +846,8 @@ def _status(args: argparse.Namespace) -> int:
         _error(f"replica {failure.replica} did not answer, its Envoys are missing: {failure.error}")
     streams = replica_streams(fan_out, labelled=len(replicas) > 1)
     if args.node and not streams:
-        raise CommandFailed(f"no connected node {args.node!r} (egress-xds status lists them all)")
+        elsewhere = " on the replicas that answered" if fan_out.partial else ""
+        raise CommandFailed(f"no connected node {args.node!r}{elsewhere} (egress-xds status lists them all)")
     problems: list[tuple[str, OutOfSync]] = [
         (answer.replica.address, problem)
         for answer in fan_out.answers
