@@ -20,7 +20,7 @@ import pytest
 
 from tests.admin.serving import Serve
 from tests.kubernetes.apiserver import FakeApiServer
-from tests.kubernetes.resources import kubeconfig_text
+from tests.kubernetes.resources import endpoint_slice, kubeconfig_text
 from tests.support.egress import bootstrap, write_policy
 from tests.support.envoy import start_envoy
 from tests.support.processes import wait_until
@@ -58,28 +58,6 @@ def document_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert result.returncode in (0, EXIT_PARTIAL), result.stdout + result.stderr
     document: dict[str, Any] = json.loads(result.stdout)
     return document
-
-
-def endpoint_slice(name: str, service: str, endpoints: list[tuple[str, int, str, bool]]) -> dict[str, Any]:
-    """An EndpointSlice as the endpoint-slice controller writes it: (ip, port, pod, ready) per endpoint; one port
-    per slice, so each slice here holds the endpoints of one port."""
-    ports = sorted({port for _, port, _, _ in endpoints})
-    assert len(ports) == 1
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {"name": name, "namespace": "egress-xds", "labels": {"kubernetes.io/service-name": service}},
-        "addressType": "IPv4",
-        "ports": [{"name": "grpc-xds", "port": ports[0], "protocol": "TCP"}],
-        "endpoints": [
-            {
-                "addresses": [ip],
-                "conditions": {"ready": ready},
-                "targetRef": {"kind": "Pod", "name": pod, "namespace": "egress-xds"},
-            }
-            for ip, _, pod, ready in endpoints
-        ],
-    }
 
 
 def closed_address() -> str:
