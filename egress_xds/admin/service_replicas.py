@@ -56,12 +56,20 @@ def service_replicas(service: str, settings: ClientSettings) -> list[Replica]:
             ) from None
         except HTTPError as error:
             raise ReplicasNotFound(
-                f"cannot reach the Kubernetes API server at {api.configuration.host}: {type(error).__name__}"
+                f"cannot reach the Kubernetes API server at {api.configuration.host}: {_why(error)}"
             ) from None
     replicas = ready_replicas(slices.items or [])
     if not replicas:
         raise ReplicasNotFound(f"service {service} has no ready replica (no ready endpoint in its EndpointSlices)")
     return replicas
+
+
+def _why(error: HTTPError) -> str:
+    """urllib3's reason without its object reprs: `MaxRetryError(... NewConnectionError('<...>: Failed to establish
+    a new connection: [Errno 111] Connection refused'))` -> `Failed to establish a new connection: [Errno 111] ...`."""
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    return text.split(">: ", 1)[-1] if ">: " in text else f"{type(reason).__name__}: {text}"
 
 
 def ready_replicas(slices: Iterable[Any]) -> list[Replica]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.kubernetes.resources import kubeconfig_text
 from tests.support.egress import CLI_TIMEOUT, REPO_ROOT, write_policy
 
 pytestmark = pytest.mark.integration
@@ -80,6 +81,11 @@ CASES = {
         ("status", "--server", "{closed}", "--server", "127.0.0.1:1"), 1, "at {closed}: UNAVAILABLE: "
     ),
     "status of a bad service": Case(("status", "--service", "egress-xds"), 2, "--service 'egress-xds': expected"),
+    "status through an unreachable API server": Case(
+        ("status", "--kubernetes", "--kubeconfig", "{unreachable-kubeconfig}"),
+        1,
+        "cannot reach the Kubernetes API server at http://{closed}: ",
+    ),
     "status of servers and a service": Case(
         ("status", "--server", "{closed}", "--kubernetes"), 2, "--server and --kubernetes/--service exclude"
     ),
@@ -117,6 +123,9 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             "selective": str(write_policy(directory, GOOD + "nodes: {id: 'team-a-*'}\n", "selective.yaml")),
             "busy": f"127.0.0.1:{busy.getsockname()[1]}",
             "closed": f"127.0.0.1:{closed.getsockname()[1]}",
+            "unreachable-kubeconfig": str(
+                write_policy(directory, kubeconfig_text(f"http://127.0.0.1:{closed.getsockname()[1]}", "t"), "kc")
+            ),
         }
     finally:
         busy.close()
