@@ -47,6 +47,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_OUT_OF_SYNC = 3
+EXIT_PARTIAL = 4  # `status` over several replicas: some did not answer (each named on stderr and in -o json)
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `egress-xds render | head`
 DEBUG_VARIABLE = "EGRESS_XDS_DEBUG"
@@ -148,7 +149,13 @@ def _parser() -> argparse.ArgumentParser:
 
     bootstrap = commands.add_parser("bootstrap", help="print an Envoy bootstrap that uses an egress-xds server")
     _node_arguments(bootstrap)
-    bootstrap.add_argument("--xds-address", required=True, metavar="HOST:PORT", help="the egress-xds server")
+    bootstrap.add_argument(
+        "--xds-address",
+        required=True,
+        action="append",
+        metavar="HOST:PORT",
+        help="the egress-xds server; repeat it for several replicas (Envoy moves to another when one goes away)",
+    )
     bootstrap.add_argument("--delta", action="store_true", help="use incremental (Delta) xDS")
     _admin_arguments(bootstrap)
     bootstrap.add_argument("--format", choices=("yaml", "json"), default="yaml")
@@ -159,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     xds_tls.add_argument(
         "--xds-server-name",
         metavar="NAME",
-        help="the server's name in its certificate (default: the --xds-address host)",
+        help="the server's name in its certificate (default: the first --xds-address host)",
     )
     xds_tls.add_argument(
         "--sds-dir",
@@ -294,9 +301,23 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     status = commands.add_parser("status", help="are the connected Envoys in sync? (like istioctl proxy-status)")
-    status.add_argument(
-        "--server", default=SERVER_ADDRESS, metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
+    replicas = status.add_argument_group("which servers (every replica knows only the Envoys connected to it)")
+    replicas.add_argument(
+        "--server",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"an egress-xds server; repeat it for every replica (default {SERVER_ADDRESS})",
     )
+    replicas.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="ask every ready replica of the Service (its EndpointSlices; default service egress-xds.egress-xds)",
+    )
+    replicas.add_argument(
+        "--service", metavar="NAME.NAMESPACE", help="with --kubernetes (implied): the Service of the replicas"
+    )
+    replicas.add_argument("--kubeconfig", help="with --kubernetes: this kubeconfig instead of in-cluster config")
+    replicas.add_argument("--kube-context", help="with --kubernetes: this kubeconfig context")
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
     _client_tls_arguments(status)
     status.add_argument(
@@ -325,7 +346,9 @@ def _client_tls_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--server-name", metavar="NAME", help="the name in the server's certificate (default: host)")
 
 
-def _client_tls(args: argparse.Namespace) -> Any:
+def _client_tls(args: argparse.Namespace, default_server_name: str | None = None) -> Any:
+    """`default_server_name`: the name to check the certificate for when --server-name is not given and the
+    address asked is not the name in the certificate (a replica's pod IP found through its Service)."""
     from egress_xds.admin.client import ClientTls
 
     if bool(args.cert) != bool(args.key):
@@ -338,7 +361,7 @@ def _client_tls(args: argparse.Namespace) -> Any:
         Path(args.ca),
         Path(args.cert) if args.cert else None,
         Path(args.key) if args.key else None,
-        server_name=args.server_name,
+        server_name=args.server_name or default_server_name,
     )
 
 
@@ -858,37 +881,88 @@ def _serve_tls(args: argparse.Namespace) -> tuple[Any, frozenset[Any]]:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from egress_xds.admin.client import AdminUnavailable, status_answers
-    from egress_xds.admin.out_of_sync import out_of_sync
+    from egress_xds.admin.client import StatusAnswers, status_answers
+    from egress_xds.admin.out_of_sync import OutOfSync, out_of_sync
+    from egress_xds.admin.replicas import Replica, ask_replicas, replica_label, replica_streams
     from egress_xds.admin.server_view import server_summary
     from egress_xds.admin.status_json import status_document
-    from egress_xds.admin.status_view import node_detail, status_table
+    from egress_xds.admin.status_view import node_detail, streams_table
+
+    replicas, server_name = _status_replicas(args)
+    tls = _client_tls(args, server_name)
+
+    def ask(replica: Replica) -> StatusAnswers:
+        return status_answers(replica.address, args.node or "", include_resources=bool(args.node), tls=tls)
+
+    fan_out = ask_replicas(replicas, ask)
+    if not fan_out.answers:
+        raise CommandFailed("; ".join(failure.error for failure in fan_out.failures))
+    for failure in fan_out.failures:
+        _error(f"replica {failure.replica} did not answer, its Envoys are missing: {failure.error}")
+    streams = replica_streams(fan_out, labelled=len(replicas) > 1)
+    if args.node and not streams:
+        elsewhere = " on the replicas that answered" if fan_out.partial else ""
+        raise CommandFailed(f"no connected node {args.node!r}{elsewhere} (egress-xds status lists them all)")
+    problems: list[tuple[str, OutOfSync]] = [
+        (answer.replica.address, problem)
+        for answer in fan_out.answers
+        for problem in out_of_sync(
+            answer.answer.nodes, nack_after=args.fail_nack_after, stale_after=args.fail_stale_after
+        )
+    ]
+    if args.output == "json":
+        print(json.dumps(status_document(fan_out, problems), indent=2))
+    elif args.node:
+        print("\n".join(node_detail(stream.node, stream.server_time, stream.replica) for stream in streams), end="")
+    else:
+        for answer in fan_out.answers:
+            label = replica_label(answer) if len(replicas) > 1 else answer.replica.address
+            print(server_summary(label, answer.answer.policy, answer.answer.reloads, answer.answer.nodes.server_time))
+        for failure in fan_out.failures:
+            print(f"server {failure.replica}: NO ANSWER: {_SCRUBBER.scrub(failure.error)}\n")
+        print(streams_table(streams), end="")
+    for replica, problem in problems:
+        limit = args.fail_nack_after if problem.status == "NACK" else args.fail_stale_after
+        where = f" on {replica}" if len(replicas) > 1 else ""
+        print(f"out of sync: {problem}{where} (limit {limit:g}s)", file=sys.stderr)
+    if problems:
+        return EXIT_OUT_OF_SYNC
+    return EXIT_PARTIAL if fan_out.partial else EXIT_OK
+
+
+def _status_replicas(args: argparse.Namespace) -> tuple[list[Any], str | None]:
+    """The replicas `status` asks (`--server ...`, or the Service's ready endpoints), and the name their
+    certificate is checked for by default (the Service's DNS name when the addresses are pod IPs)."""
+    from egress_xds.admin.replicas import replicas_of
     from egress_xds.policy.destinations import parse_host_port
 
+    kubernetes = args.kubernetes or args.service is not None
+    if not kubernetes:
+        if args.kubeconfig or args.kube_context:
+            raise UsageError("--kubeconfig and --kube-context need --kubernetes")
+        servers = args.server or [SERVER_ADDRESS]
+        for server in servers:
+            try:
+                parse_host_port(server)
+            except ValueError:
+                # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
+                raise UsageError(f"--server {server!r}: expected HOST:PORT") from None
+        return replicas_of(servers), None
+    if args.server:
+        raise UsageError("--server and --kubernetes/--service exclude each other")
+    from egress_xds.admin.service_replicas import DEFAULT_SERVICE, ReplicasNotFound, parse_service, service_replicas
+    from egress_xds.sources.kubernetes.client import ClientSettings
+
+    service = args.service or DEFAULT_SERVICE
     try:
-        parse_host_port(args.server)
-    except ValueError:
-        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
-        raise UsageError(f"--server {args.server!r}: expected HOST:PORT") from None
+        name, namespace = parse_service(service)
+    except ValueError as error:
+        raise UsageError(f"--service {error}") from None
+    settings = ClientSettings(kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None, context=args.kube_context)
     try:
-        answers = status_answers(args.server, args.node or "", include_resources=bool(args.node), tls=_client_tls(args))
-    except AdminUnavailable as error:
+        return service_replicas(service, settings), f"{name}.{namespace}.svc"
+    except ReplicasNotFound as error:
         raise CommandFailed(str(error)) from None
-    response = answers.nodes
-    if args.node and not response.nodes:
-        raise CommandFailed(f"no connected node {args.node!r} (egress-xds status lists them all)")
-    problems = out_of_sync(response, nack_after=args.fail_nack_after, stale_after=args.fail_stale_after)
-    if args.output == "json":
-        print(json.dumps(status_document(args.server, answers, problems), indent=2))
-    elif args.node:
-        print("\n".join(node_detail(node, response.server_time) for node in response.nodes), end="")
-    else:
-        print(server_summary(args.server, answers.policy, answers.reloads, response.server_time))
-        print(status_table(response), end="")
-    for problem in problems:
-        limit = args.fail_nack_after if problem.status == "NACK" else args.fail_stale_after
-        print(f"out of sync: {problem} (limit {limit:g}s)", file=sys.stderr)
-    return EXIT_OUT_OF_SYNC if problems else EXIT_OK
 
 
 def _print(data: Any, output_format: str) -> None:

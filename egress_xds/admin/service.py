@@ -8,6 +8,7 @@ error text it returns goes through the secret scrubber.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import grpc
@@ -95,7 +96,7 @@ class AdminService:
     async def GetPolicy(  # gRPC method name
         self, request: admin_pb2.GetPolicyRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetPolicyResponse:
-        response = admin_pb2.GetPolicyResponse(source=self._state.source)
+        response = admin_pb2.GetPolicyResponse(source=self._state.source, hostname=socket.gethostname())
         response.policies.extend(policy_summary(policy) for policy in self._state.policies().policies)
         cache = self._state.cache
         streams: dict[object, int] = {}

@@ -2,11 +2,15 @@
 (`protos/egress_xds/admin/v1/admin.proto`, as grpcurl prints them), every field present:
 
 ```
-{"server": {"address": ..., "source": ..., "policies": [...], "snapshots": [...],
-            "reloads": {"failing": ..., "last_attempt": {...}, "last_failure": {...}}},
- "server_time": "2026-12-01T23:00:00Z",
- "nodes": [NodeStatus, ...],
- "out_of_sync": [{"node_id": ..., "stream_id": ..., "type": "lds", "status": "NACK", "seconds": 12.5}, ...]}
+{"servers": [{"address": ..., "hostname": ..., "source": ..., "policies": [...], "snapshots": [...],
+              "reloads": {"failing": ..., "last_attempt": {...}, "last_failure": {...}},
+              "server_time": "2026-12-01T23:00:00Z"}, ...],
+ "unreachable": [{"address": ..., "pod": ..., "error": ...}, ...],
+ "partial": false,
+ "server": {...}, "server_time": ...,   # the first replica that answered (the document of one --server)
+ "nodes": [NodeStatus + {"replica": address}, ...],
+ "out_of_sync": [{"node_id": ..., "stream_id": ..., "type": "lds", "status": "NACK", "seconds": 12.5,
+                  "replica": address}, ...]}
 ```
 """
 
@@ -20,6 +24,7 @@ from google.protobuf.message import Message
 
 from egress_xds.admin.client import StatusAnswers
 from egress_xds.admin.out_of_sync import OutOfSync
+from egress_xds.admin.replicas import FanOut
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -32,12 +37,31 @@ def message_dict(message: Message) -> dict[str, Any]:
     )
 
 
-def status_document(address: str, answers: StatusAnswers, problems: Iterable[OutOfSync]) -> dict[str, Any]:
-    server = {"address": address, **message_dict(answers.policy), "reloads": message_dict(answers.reloads)}
-    nodes = message_dict(answers.nodes)
+def status_document(fan_out: FanOut[StatusAnswers], problems: Iterable[tuple[str, OutOfSync]]) -> dict[str, Any]:
+    """`problems`: (replica address, what is out of sync on it)."""
+    servers = []
+    nodes = []
+    for answer in fan_out.answers:
+        listed = message_dict(answer.answer.nodes)
+        servers.append(
+            {
+                "address": answer.replica.address,
+                **message_dict(answer.answer.policy),
+                "reloads": message_dict(answer.answer.reloads),
+                "server_time": listed.get("server_time"),
+            }
+        )
+        nodes += [{**node, "replica": answer.replica.address} for node in listed.get("nodes", [])]
+    first = servers[0] if servers else None
     return {
-        "server": server,
-        "server_time": nodes.get("server_time"),
-        "nodes": nodes.get("nodes", []),
-        "out_of_sync": [problem.as_dict() for problem in problems],
+        "servers": servers,
+        "unreachable": [
+            {"address": failure.replica.address, "pod": failure.replica.pod, "error": failure.error}
+            for failure in fan_out.failures
+        ],
+        "partial": fan_out.partial,
+        "server": {key: value for key, value in first.items() if key != "server_time"} if first else None,
+        "server_time": first["server_time"] if first else None,
+        "nodes": nodes,  # replica by replica, in the order asked
+        "out_of_sync": [{**problem.as_dict(), "replica": replica} for replica, problem in problems],
     }

@@ -9,6 +9,7 @@ between what the node ACKed and what it should have, resource by resource.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -34,21 +35,41 @@ def format_age(seconds: float) -> str:
     return f"{seconds}s"
 
 
+@dataclass(frozen=True)
+class Stream:
+    """One ADS stream as a replica reported it: ages are by that replica's clock (`server_time`)."""
+
+    node: admin_pb2.NodeStatus
+    server_time: Timestamp
+    replica: str = ""  # which replica holds the stream; "" when only one server was asked
+
+
+def streams_of(response: admin_pb2.ListNodesResponse, replica: str = "") -> list[Stream]:
+    return [Stream(node, response.server_time, replica) for node in response.nodes]
+
+
 def status_table(response: admin_pb2.ListNodesResponse) -> str:
-    """The table of every stream, then the current NACKs in full."""
-    nodes = list(response.nodes)
-    if not nodes:
+    """The table of every stream of one server, then the current NACKs in full."""
+    return streams_table(streams_of(response))
+
+
+def streams_table(streams: Sequence[Stream]) -> str:
+    """The table of every stream (with a REPLICA column when they come from several replicas), then the current
+    NACKs in full."""
+    if not streams:
         return "no Envoy is connected\n"
-    now = _seconds(response.server_time)
-    type_columns = _type_columns(nodes)
-    header = ["NODE", "POLICY", "PROTOCOL", *(name.upper() for name in type_columns), "ADDRESS", "CONNECTED"]
-    rows = [header]
-    for node in nodes:
+    with_replica = any(stream.replica for stream in streams)
+    type_columns = _type_columns(stream.node for stream in streams)
+    header = ["NODE", *(["REPLICA"] if with_replica else []), "POLICY", "PROTOCOL"]
+    rows = [[*header, *(name.upper() for name in type_columns), "ADDRESS", "CONNECTED"]]
+    for stream in streams:
+        node, now = stream.node, _seconds(stream.server_time)
         by_type = {sync.short_name: sync for sync in node.types}
         cells = [_type_cell(by_type.get(name), now) for name in type_columns]
         rows.append(
             [
                 node.node_id or "(no id)",
+                *([stream.replica] if with_replica else []),
                 _policy_cell(node),
                 PROTOCOL_TEXT.get(node.protocol, "?"),
                 *cells,
@@ -57,20 +78,21 @@ def status_table(response: admin_pb2.ListNodesResponse) -> str:
             ]
         )
     lines = [_table(rows)]
-    for node in nodes:
-        for sync in node.types:
+    for stream in streams:
+        for sync in stream.node.types:
             if sync.status == admin_pb2.SYNC_STATUS_NACKED:
                 lines.append("")
-                lines.append(_nack_text(node, sync, now))
+                lines.append(_nack_text(stream.node, sync, _seconds(stream.server_time), stream.replica))
     return "\n".join(lines) + "\n"
 
 
-def node_detail(node: admin_pb2.NodeStatus, server_time: Timestamp) -> str:
+def node_detail(node: admin_pb2.NodeStatus, server_time: Timestamp, replica: str = "") -> str:
     """One stream in detail: who, which policy, per-type versions, NACKs, and the ACKed-vs-expected diff."""
     now = _seconds(server_time)
     metadata = " ".join(f"{key}={value}" for key, value in sorted(node.metadata.items())) or "-"
+    on = f" on replica {replica}" if replica else ""
     lines = [
-        f"node {node.node_id or '(no id)'} (stream {node.stream_id})",
+        f"node {node.node_id or '(no id)'} (stream {node.stream_id}){on}",
         f"  connection  {PROTOCOL_TEXT.get(node.protocol, '?')} from {node.address}, "
         f"connected {format_age(now - _seconds(node.connected_at))} ago",
         f"  envoy       {node.user_agent or '-'}, cluster {node.cluster or '-'}",
@@ -92,7 +114,7 @@ def node_detail(node: admin_pb2.NodeStatus, server_time: Timestamp) -> str:
     lines.append(_table(rows))
     for sync in node.types:
         if sync.HasField("last_nack"):
-            lines += ["", _nack_text(node, sync, now)]
+            lines += ["", _nack_text(node, sync, now, replica)]
     lines += ["", "diff (what the node ACKed -> what it should have):"]
     for sync in node.types:
         lines += _diff_lines(sync)
@@ -125,13 +147,14 @@ def _diff_lines(sync: admin_pb2.TypeSync) -> list[str]:
     return lines
 
 
-def _nack_text(node: admin_pb2.NodeStatus, sync: admin_pb2.TypeSync, now: float) -> str:
+def _nack_text(node: admin_pb2.NodeStatus, sync: admin_pb2.TypeSync, now: float, replica: str = "") -> str:
     nack = sync.last_nack
     age = format_age(now - _seconds(nack.time))
     state = "still rejected" if nack.current else "since replaced by a version it ACKed"
     serving = f"; it keeps {sync.version_acked}" if nack.current and sync.version_acked else ""
     head = (
-        f"NACK from {node.node_id or '(no id)'} (stream {node.stream_id}) for {sync.short_name.upper()} "
+        f"NACK from {node.node_id or '(no id)'} (stream {node.stream_id}{' on ' + replica if replica else ''}) "
+        f"for {sync.short_name.upper()} "
         f"version {nack.version}, {age} ago, {state}{serving}:"
     )
     body = "\n".join(f"  {line}" for line in nack.message.splitlines() or [""])

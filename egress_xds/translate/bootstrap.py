@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -51,7 +51,7 @@ class XdsTls:
 
 def ads_bootstrap(
     node_id: str,
-    xds_address: str,
+    xds_address: str | Sequence[str],
     *,
     delta: bool = False,
     admin: AdminEndpoint = STANDALONE_ADMIN,
@@ -60,15 +60,20 @@ def ads_bootstrap(
     xds_tls: XdsTls | None = None,
 ) -> dict[str, Any]:
     """An Envoy bootstrap whose listeners and clusters come from the ADS server at `xds_address` over gRPC (with
-    `xds_tls`: over mutual TLS, the server's certificate verified for its name).
+    `xds_tls`: over mutual TLS, the server's certificate verified for its name, by default the first address's
+    host). Several addresses (the replicas of one server) become the endpoints of the one xDS cluster (see
+    `_xds_cluster`): when the stream to one ends, Envoy's next attempt goes to another.
 
     `readiness_port`: a static listener answering only `/ready` (envoy_admin.readiness_listener). Envoy then waits
     for its first CDS and LDS without a timeout before it initializes, so `/ready` answers only once the
     configuration arrived (with Envoy's default of 15 s per type it would say ready with no capture listener)."""
-    xds_host, xds_port = parse_host_port(xds_address)
-    cluster = _xds_cluster(xds_host, xds_port)
+    addresses = [xds_address] if isinstance(xds_address, str) else list(dict.fromkeys(xds_address))
+    if not addresses:
+        raise ValueError("--xds-address: at least one HOST:PORT is needed")
+    endpoints = [parse_host_port(address) for address in addresses]
+    cluster = _xds_cluster(endpoints)
     if xds_tls is not None:
-        cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_tls.server_name or xds_host)
+        cluster["transport_socket"] = _xds_transport_socket(xds_tls, xds_tls.server_name or endpoints[0][0])
     wait = {"initial_fetch_timeout": "0s"} if readiness_port else {}
     return {
         "node": _node(node_id, node_metadata),
@@ -128,10 +133,15 @@ def _node(node_id: str, metadata: Mapping[str, str] | None) -> dict[str, Any]:
     return node
 
 
-def _xds_cluster(host: str, port: int) -> dict[str, Any]:
+def _xds_cluster(endpoints: Sequence[tuple[str, int]]) -> dict[str, Any]:
+    """The ADS cluster: one endpoint per server address (STATIC when all are IP literals, else STRICT_DNS, which
+    resolves each name on its own). Envoy holds one ADS stream and picks its host for every new stream by the
+    cluster's load balancer, round robin by default: when a replica dies (its stream resets, or its connections
+    are refused), the retry goes to the next endpoint, so an Envoy moves to another replica at its first retry."""
+    static = all(is_ip_literal(host) for host, _ in endpoints)
     return {
         "name": names.XDS_CLUSTER,
-        "type": "STATIC" if is_ip_literal(host) else "STRICT_DNS",
+        "type": "STATIC" if static else "STRICT_DNS",
         "connect_timeout": "5s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -147,7 +157,12 @@ def _xds_cluster(host: str, port: int) -> dict[str, Any]:
         "load_assignment": {
             "cluster_name": names.XDS_CLUSTER,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                        for host, port in endpoints
+                    ]
+                }
             ],
         },
     }

@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from egress_xds.admin.client import StatusAnswers
 from egress_xds.admin.out_of_sync import out_of_sync
+from egress_xds.admin.replicas import Answer, FanOut, Replica
 from egress_xds.admin.server_view import server_summary
 from egress_xds.admin.status_json import status_document
 from egress_xds.admin.status_view import format_age, node_detail, status_table
@@ -171,10 +172,11 @@ def test_status_json_is_the_admin_answers_in_proto_field_names() -> None:
     policy, reloads = server_side()
     nodes = response()
     problems = out_of_sync(nodes, nack_after=5, stale_after=None)
-    document = json.loads(
-        json.dumps(status_document("127.0.0.1:18000", StatusAnswers(nodes, policy, reloads), problems))
-    )
-    assert set(document) == {"server", "server_time", "nodes", "out_of_sync"}
+    one = FanOut((Answer(Replica("127.0.0.1:18000"), StatusAnswers(nodes, policy, reloads)),), ())
+    document = json.loads(json.dumps(status_document(one, [("127.0.0.1:18000", problem) for problem in problems])))
+    assert set(document) == {"servers", "unreachable", "partial", "server", "server_time", "nodes", "out_of_sync"}
+    assert document["servers"] == [{**document["server"], "server_time": document["server_time"]}]
+    assert document["unreachable"] == [] and document["partial"] is False
     server = document["server"]
     assert server["address"] == "127.0.0.1:18000" and server["source"] == "/etc/egress/policy.yaml"
     assert [item["name"] for item in server["policies"]] == ["corp", "default"]
@@ -186,5 +188,12 @@ def test_status_json_is_the_admin_answers_in_proto_field_names() -> None:
     assert first["node_id"] == "pod-1" and first["stream_id"] == 1 and first["waiting"] is False  # defaults shown
     assert broken["types"][1]["status"] == "SYNC_STATUS_NACKED" and broken["types"][1]["last_nack"]["current"]
     assert document["out_of_sync"] == [
-        {"node_id": "vm-2", "stream_id": 2, "type": "lds", "status": "NACK", "seconds": 7.0}
+        {
+            "node_id": "vm-2",
+            "stream_id": 2,
+            "type": "lds",
+            "status": "NACK",
+            "seconds": 7.0,
+            "replica": "127.0.0.1:18000",
+        }
     ]

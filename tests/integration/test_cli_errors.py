@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.kubernetes.resources import kubeconfig_text
 from tests.support.egress import CLI_TIMEOUT, REPO_ROOT, write_policy
 
 pytestmark = pytest.mark.integration
@@ -87,6 +88,18 @@ CASES = {
     "capture a bad --ipv6": Case(("capture", "--dry-run", "--ipv6", "drop"), 2, "invalid choice: 'drop'"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),
+    "status of no replica": Case(
+        ("status", "--server", "{closed}", "--server", "127.0.0.1:1"), 1, "at {closed}: UNAVAILABLE: "
+    ),
+    "status of a bad service": Case(("status", "--service", "egress-xds"), 2, "--service 'egress-xds': expected"),
+    "status through an unreachable API server": Case(
+        ("status", "--kubernetes", "--kubeconfig", "{unreachable-kubeconfig}"),
+        1,
+        "cannot reach the Kubernetes API server at http://{closed}: ",
+    ),
+    "status of servers and a service": Case(
+        ("status", "--server", "{closed}", "--kubernetes"), 2, "--server and --kubernetes/--service exclude"
+    ),
     "an internal error": Case(
         ("check", "--config", "{good}"), 70, "internal error (KeyError): this is a bug", bug=True
     ),
@@ -127,6 +140,9 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             "huge_ca": str(write_policy(directory, HUGE_CA, "huge-ca.yaml")),
             "busy": f"127.0.0.1:{busy.getsockname()[1]}",
             "closed": f"127.0.0.1:{closed.getsockname()[1]}",
+            "unreachable-kubeconfig": str(
+                write_policy(directory, kubeconfig_text(f"http://127.0.0.1:{closed.getsockname()[1]}", "t"), "kc")
+            ),
         }
     finally:
         busy.close()

@@ -2,7 +2,8 @@
 
 It serves, over real HTTP/1.1 on a socket the test owns (127.0.0.1, port 0, or a socket made in a lab namespace):
 
-- `GET` list of `egressproxies` (all namespaces or one), `clusteregressproxies` and `secrets` (`labelSelector`
+- `GET` list of `egressproxies` (all namespaces or one), `clusteregressproxies`, `secrets` and `endpointslices`
+  (discovery.k8s.io/v1, the replicas behind a Service) (`labelSelector`
   with `=`, `==`, `!=`, `key`, `!key`), answering the list's `metadata.resourceVersion`;
 - `GET ...?watch=1&resourceVersion=N&allowWatchBookmarks=true&timeoutSeconds=T`: a chunked stream of
   `{"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": ...}` lines, one JSON document per line, with every
@@ -51,6 +52,7 @@ from egress_xds.sources.kubernetes.api import GROUP, VERSION, Kind
 from tests.kubernetes.admission import Admitted, Rejected, admit_secret, crds
 
 Obj = dict[str, Any]
+DISCOVERY_GROUP = "discovery.k8s.io"
 SocketFactory = Callable[[int], socket.socket]  # port (0: any) -> a bound, listening socket
 
 
@@ -72,6 +74,8 @@ TYPES = {
         Kind.CLUSTER_EGRESS_PROXY.plural, "ClusterEgressProxy", f"{GROUP}/{VERSION}", False, True, True
     ),
     "secrets": ResourceType("secrets", "Secret", "v1", True, False, False),
+    # What `status --kubernetes` reads to find every ready replica behind the server's Service.
+    "endpointslices": ResourceType("endpointslices", "EndpointSlice", f"{DISCOVERY_GROUP}/v1", True, False, False),
 }
 _CREATED = itertools.count(1)
 
@@ -396,7 +400,7 @@ class FakeApiServer:
         """An HTTP write -> (code, body, warnings)."""
         kind = TYPES[plural]
         key = (plural, namespace if kind.namespaced else "", name)
-        resource = f"{plural}.{GROUP}" if kind.api_version != "v1" else plural
+        resource = _resource_name(plural)
         with self._lock:
             old = self._objects.get(key)
             try:
@@ -592,7 +596,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._json(401, _status(401, "Unauthorized", "Unauthorized"))
                 return None
         segments = [segment for segment in parts.path.split("/") if segment]
-        if segments[:3] == ["apis", GROUP, VERSION]:
+        if segments[:3] in (["apis", GROUP, VERSION], ["apis", DISCOVERY_GROUP, "v1"]):
             rest = segments[3:]
         elif segments[:2] == ["api", "v1"]:
             rest = segments[2:]
@@ -623,7 +627,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.connection.close()
             return
-        resource = f"{plural}.{GROUP}" if plural in crds_plurals() else plural
+        resource = _resource_name(plural)
         what = f'{resource} "{name}"' if name else resource
         messages = {
             403: f'{what} is forbidden: User "system:serviceaccount:egress-xds:egress-xds" cannot {fault.verb} '
@@ -816,7 +820,13 @@ def _status(code: int, reason: str, message: str) -> Obj:
 
 
 def crds_plurals() -> set[str]:
-    return {plural for plural, kind in TYPES.items() if kind.api_version != "v1"}
+    return {plural for plural, kind in TYPES.items() if kind.api_version == f"{GROUP}/{VERSION}"}
+
+
+def _resource_name(plural: str) -> str:
+    """`secrets`, `egressproxies.egress-xds.io`: the resource as the server's Status messages name it."""
+    group, _, _version = TYPES[plural].api_version.rpartition("/")
+    return f"{plural}.{group}" if group else plural
 
 
 def _plural_of(obj: Obj) -> str:

@@ -46,3 +46,25 @@ contexts:
     context: {{cluster: fake, user: tester}}
 current-context: fake
 """
+
+
+def endpoint_slice(name: str, service: str, endpoints: list[tuple[str, int, str, bool]]) -> dict[str, Any]:
+    """An EndpointSlice as the endpoint-slice controller writes it: (ip, port, pod, ready) per endpoint; one port
+    per slice, so each slice here holds the endpoints of one port."""
+    ports = sorted({port for _, port, _, _ in endpoints})
+    assert len(ports) == 1
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": "egress-xds", "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "ports": [{"name": "grpc-xds", "port": ports[0], "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": [ip],
+                "conditions": {"ready": ready},
+                "targetRef": {"kind": "Pod", "name": pod, "namespace": "egress-xds"},
+            }
+            for ip, _, pod, ready in endpoints
+        ],
+    }

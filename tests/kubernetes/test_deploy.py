@@ -413,3 +413,57 @@ async def test_the_cluster_role_grants_exactly_what_the_server_uses(
     }
     assert used == granted
     assert {group for group, _, _ in granted} == {GROUP, ""}
+
+
+# README "Sizing the server", from bench/ads_fanout.py: what the server's memory request and limit must hold.
+BASE_MEMORY_BYTES = 50 * 2**20
+STREAM_MEMORY_BYTES = 34 * 2**10
+STREAMS_PER_REPLICA = 2_500  # the request: its own Envoys, and the other replica's after a failure
+STREAMS_AT_LIMIT = 10_000
+
+
+def quantity_bytes(text: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    for suffix, size in units.items():
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * size
+    return int(text)
+
+
+def server_deployment() -> dict[str, Any]:
+    (deployment,) = [
+        doc for _, doc in all_documents() if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "egress-xds"
+    ]
+    return deployment
+
+
+def test_replicas_survive_a_drain_and_spread_over_nodes_and_zones() -> None:
+    deployment = server_deployment()
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    (budget,) = [
+        doc
+        for _, doc in all_documents()
+        if doc["kind"] == "PodDisruptionBudget" and doc["metadata"]["name"] == deployment["metadata"]["name"]
+    ]
+    assert budget["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert budget["spec"]["maxUnavailable"] == 1 and deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    spread = {c["topologyKey"]: c for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+    assert spread["kubernetes.io/hostname"]["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["topology.kubernetes.io/zone"]["whenUnsatisfiable"] == "ScheduleAnyway"  # soft
+    for constraint in spread.values():
+        assert constraint["maxSkew"] == 1 and constraint["labelSelector"]["matchLabels"].items() <= labels.items()
+        assert constraint["matchLabelKeys"] == ["pod-template-hash"]  # a rollout's new pods are not blocked
+
+
+def test_server_resources_hold_the_measured_streams() -> None:
+    server = containers(server_deployment())["egress-xds"]
+    resources = server["resources"]
+    request = quantity_bytes(resources["requests"]["memory"])
+    limit = quantity_bytes(resources["limits"]["memory"])
+    assert request >= BASE_MEMORY_BYTES + 2 * STREAMS_PER_REPLICA * STREAM_MEMORY_BYTES
+    assert limit >= BASE_MEMORY_BYTES + STREAMS_AT_LIMIT * STREAM_MEMORY_BYTES
+    assert "cpu" in resources["requests"] and "cpu" not in resources.get("limits", {})  # no throttled fan-out
+    text = (DEPLOY / "server.yaml").read_text()
+    assert "+34 KB per ADS stream" in text and "RSS 50 MB with no stream" in text  # the figures, beside them

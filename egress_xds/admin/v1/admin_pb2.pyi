@@ -182,14 +182,16 @@ class GetPolicyRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetPolicyResponse(_message.Message):
-    __slots__ = ("source", "policies", "snapshots")
+    __slots__ = ("source", "policies", "snapshots", "hostname")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     source: str
     policies: _containers.RepeatedCompositeFieldContainer[PolicySummary]
     snapshots: _containers.RepeatedCompositeFieldContainer[SnapshotSummary]
-    def __init__(self, source: _Optional[str] = ..., policies: _Optional[_Iterable[_Union[PolicySummary, _Mapping]]] = ..., snapshots: _Optional[_Iterable[_Union[SnapshotSummary, _Mapping]]] = ...) -> None: ...
+    hostname: str
+    def __init__(self, source: _Optional[str] = ..., policies: _Optional[_Iterable[_Union[PolicySummary, _Mapping]]] = ..., snapshots: _Optional[_Iterable[_Union[SnapshotSummary, _Mapping]]] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class PolicySummary(_message.Message):
     __slots__ = ("name", "source", "nodes", "proxies", "http_proxy", "https_proxy", "no_proxy", "rules", "raw_tcp", "standalone_listeners", "forward_proxy")
