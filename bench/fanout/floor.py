@@ -32,6 +32,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 )
 
 from bench.fanout.policy import TYPES, build_snapshot
+from egress_xds.xds.server import SERVER_OPTIONS
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 SHUTDOWN_GRACE_SECONDS = 5.0  # as egress_xds.serve
@@ -132,9 +133,9 @@ def _responses(config: Path) -> _Responses:
 async def serve(config: Path, listen: str) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     floor = FloorServer(_responses(config))
-    server = grpc.aio.server(
-        options=[("grpc.max_concurrent_streams", 1 << 20), ("grpc.max_send_message_length", 64 << 20)]
-    )
+    # The gRPC core options egress-xds serves with (keepalive, message sizes, and the limits on calls queued before
+    # the application picks them up, without which an N-stream burst has streams refused): the same transport.
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers((_handlers(floor),))
     server.add_insecure_port(listen)
     await server.start()
