@@ -1,23 +1,25 @@
 """The floor: the least an ADS server on grpc.aio can do, to measure egress-xds against in the same run.
 
-It serves the same snapshot egress-xds would (the real translator builds it once), as response bytes built once
-per (version, type, protocol) and shared by every stream: one write per subscribed type per change, requests read
-and thrown away except for the type a stream subscribes to first. No ACK bookkeeping, no registry, no metrics, no
-logging, cyclic GC thresholds raised as `serve` raises them. Whatever egress-xds spends above this is its own
-per-stream work (the ratio columns of `ads_fanout.py`), since Python and grpc.aio cost the same on both sides.
+Run as egress-xds is, by `bench.fanout.servers`: ``python -m bench.fanout.floor --config FILE --listen HOST:PORT``;
+SIGHUP re-reads the file, SIGTERM stops it as `serve` stops (streams ended at once, then gRPC stop with the same
+5 s grace).
 
-It answers the coordinator's pipe commands as `ads_fanout.server_main` does (`ready`, `stats`, `change`, `stop`).
+It serves the same snapshot egress-xds would (the real translator builds it from the same file), as response
+bytes built once per (version, type, protocol) and shared by every stream: one write per subscribed type per
+change, requests read and thrown away except for the type a stream subscribes to first. No ACK bookkeeping, no
+registry, no metrics, no logging, cyclic GC thresholds raised as `serve` raises them. Whatever egress-xds spends
+above this is its own per-stream work, since Python and grpc.aio cost the same on both sides.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
-import os
-import time
+import signal
 from collections.abc import AsyncIterator, Sequence
-from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,9 +30,13 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryResponse,
     Resource,
 )
-from server_side import TYPES, Commands, GcClock, ServerStats, build_snapshot, child_setup, cpu_seconds, rss_kb
+
+from bench.fanout.policy import TYPES, build_snapshot
+from egress_xds.xds.server import SERVER_OPTIONS
 
 SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+SHUTDOWN_GRACE_SECONDS = 5.0  # as egress_xds.serve
+GC_THRESHOLDS = (50_000, 20, 100)  # as egress_xds.serve
 # Per stream: wake-ups it has not handled yet. A stream needs at most one per type, so this never blocks.
 _WAKE_QUEUE = 8
 
@@ -66,6 +72,11 @@ class FloorServer:
         self.responses = responses
         for wake in self.streams:
             wake.put_nowait(None)  # None: send every subscribed type again
+
+    def close(self) -> None:
+        for wake in self.streams:
+            with contextlib.suppress(asyncio.QueueFull):
+                wake.put_nowait("")  # "": end the stream
 
     async def sotw(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         async for response in self._stream(requests, DiscoveryRequest, delta=False):
@@ -115,43 +126,37 @@ def _handlers(floor: FloorServer) -> grpc.GenericRpcHandler:
     return grpc.method_handlers_generic_handler(SERVICE, methods)
 
 
-def floor_main(conn: Connection, cpus: Sequence[int], gc_threshold: tuple[int, ...] | None) -> None:
-    child_setup(cpus)
-    gc.set_threshold(*(gc_threshold or (50_000, 20, 100)))  # as `serve` sets them
-    asyncio.run(_serve(conn))
+def _responses(config: Path) -> _Responses:
+    return _Responses(build_snapshot(config.read_text(), str(config)), TYPES)
 
 
-async def _serve(conn: Connection) -> None:
-    gc_clock = GcClock()
-    snapshot = build_snapshot(changed=False)
-    floor = FloorServer(_Responses(snapshot, TYPES))
-    server = grpc.aio.server(
-        options=[("grpc.max_concurrent_streams", 1 << 20), ("grpc.max_send_message_length", 64 << 20)]
-    )
+async def serve(config: Path, listen: str) -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
+    floor = FloorServer(_responses(config))
+    # The gRPC core options egress-xds serves with (keepalive, message sizes, and the limits on calls queued before
+    # the application picks them up, without which an N-stream burst has streams refused): the same transport.
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers((_handlers(floor),))
-    port = server.add_insecure_port("127.0.0.1:0")
+    server.add_insecure_port(listen)
     await server.start()
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, lambda: floor.publish(_responses(config)))
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    await stopped.wait()
+    floor.close()  # as egress-xds's stop_server: end the streams at once, then give writes the grace
+    await server.stop(SHUTDOWN_GRACE_SECONDS)
 
-    def handle(command: tuple[Any, ...]) -> None:
-        name = command[0]
-        if name == "stats":
-            cpu, gc_seconds = cpu_seconds(), gc_clock.seconds
-            gc.collect()
-            conn.send(("stats", ServerStats(rss_kb(), cpu, gc_seconds, len(floor.streams), len(gc.get_objects()))))
-        elif name == "change":
-            cpu, gc_seconds = cpu_seconds(), gc_clock.seconds
-            started = time.perf_counter()
-            responses = _Responses(build_snapshot(changed=True), TYPES)
-            floor.publish(responses)
-            conn.send(("changed", cpu, gc_seconds, time.perf_counter() - started, responses.versions, ["floor"]))
-        elif name == "stop":
-            commands.close()
 
-    commands = Commands(conn, handle)
-    sizes = {type_url: len(floor.responses.sotw[type_url]) for type_url in TYPES}
-    counts = {type_url: len(snapshot.resources(type_url)) for type_url in TYPES}
-    conn.send(("ready", port, dict(floor.responses.versions), sizes, counts, os.getpid()))
-    await commands.closed.wait()
-    await server.stop(1.0)
-    with contextlib.suppress(OSError):
-        conn.send(("stopped",))
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="the floor ADS server of bench.fanout")
+    parser.add_argument("--config", required=True, type=Path, help="policy file (re-read on SIGHUP)")
+    parser.add_argument("--listen", required=True, metavar="HOST:PORT")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.config, args.listen))
+
+
+if __name__ == "__main__":
+    main()
