@@ -10,8 +10,11 @@ from __future__ import annotations
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)")
-_WHOLE = re.compile(rf"(?:{_PART.pattern})+")
+_PART = re.compile(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(ms|s|m|h)")
+_WHOLE = re.compile(rf"({_PART.pattern})+")
+# The same grammar as one anchored pattern, for the CRDs' OpenAPI `pattern` (tests/unit/test_durations.py checks
+# that deploy/crds/ carry exactly this).
+PATTERN = rf"^(0|({_PART.pattern})+)$"
 EXAMPLES = "500ms, 30s, 10h or 1h30m"
 
 
@@ -22,7 +25,7 @@ def parse_duration(text: str) -> float:
         return 0.0
     if not _WHOLE.fullmatch(value):
         raise ValueError(f"{text!r} is not a duration: expected a number with a unit, like {EXAMPLES}")
-    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(value))
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, _, unit in _PART.findall(value))
 
 
 def format_duration(seconds: float) -> str:

@@ -15,6 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from egress_xds.durations import EXAMPLES, parse_duration
 from egress_xds.policy.destinations import (
     BareName,
     DomainPattern,
@@ -139,18 +140,21 @@ class _Context:
         file_path = Path(value)
         if not file_path.is_absolute() and self.base_dir is not None:
             file_path = self.base_dir / file_path
+        # The path is quoted as resolved, unless the value is URL-shaped (a URL given where a file is expected:
+        # `http://alice:S3cret` resolves to `.../http:/alice:S3cret`, which no URL redaction would recognise).
+        shown = file_path if redact_value(value) == value else redact_value(value)
         try:
             content = read_regular_file(file_path, MAX_REFERENCED_FILE_BYTES)
         except OSError as exc:
-            self.error(path, f"cannot read {file_path}: {exc.strerror}")
+            self.error(path, f"cannot read {shown}: {exc.strerror}")
             return None
         if len(content) > MAX_REFERENCED_FILE_BYTES:
-            self.error(path, f"{file_path}: larger than {MAX_REFERENCED_FILE_BYTES // 1024} KiB")
+            self.error(path, f"{shown}: larger than {MAX_REFERENCED_FILE_BYTES // 1024} KiB")
             return None
         try:
             return file_path, content.decode("utf-8")
         except UnicodeDecodeError as exc:  # its bytes are never quoted: the file may hold a password
-            self.error(path, f"{file_path}: not UTF-8 text (byte {exc.start + 1} is not valid UTF-8)")
+            self.error(path, f"{shown}: not UTF-8 text (byte {exc.start + 1} is not valid UTF-8)")
             return None
 
 
@@ -563,18 +567,16 @@ def _parse_health_check(context: _Context, value: Any, path: FieldPath) -> Healt
     return HealthCheck(interval, timeout, unhealthy, healthy)
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)$")
-
-
 def _duration_ms(context: _Context, value: Any, path: FieldPath, default: int) -> int:
     if value is None:
         return default
-    match = _DURATION.match(value.strip()) if isinstance(value, str) else None
-    if not match:
-        context.error(path, f"expected a duration like 500ms, 5s or 1m, got {describe(value)}")
+    try:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a duration like {EXAMPLES}, got {describe(value)}")
+        milliseconds = parse_duration(value) * 1000
+    except ValueError as error:
+        context.error(path, str(error))
         return default
-    number, unit = float(match.group(1)), match.group(2)
-    milliseconds = number * {"ms": 1, "s": 1000, "m": 60_000}[unit]
     if milliseconds > MAX_DURATION_MS:
         context.error(path, "a duration must be at most 1h")
         return default

@@ -14,6 +14,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from egress_xds.durations import PATTERN as DURATION_PATTERN
 from egress_xds.sources.kubernetes.api import GROUP, VERSION, Kind
 from egress_xds.sources.kubernetes.client import ClientSettings, api_client
 from tests.kubernetes.admission import Rejected, cel_errors, crds
@@ -218,7 +219,7 @@ def test_a_rejection_is_the_servers_status_body(custom: client.CustomObjectsApi,
         ({"httpsProxy": "p", "proxies": {"p": {"url": PROXY, "healthCheck": {"interval": "5"}}}},
          "spec.proxies.p.healthCheck.interval", "FieldValueInvalid",
          "Invalid value: \"5\": spec.proxies.p.healthCheck.interval in body should match "
-         "'^[0-9]+(\\.[0-9]+)?(ms|s|m)$'"),
+         f"'{DURATION_PATTERN}'"),
     ],
 )  # fmt: skip
 def test_schema_errors(

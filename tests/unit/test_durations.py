@@ -3,11 +3,13 @@ parsed to seconds; anything else is a ValueError that quotes the text, never ano
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from egress_xds.durations import format_duration, parse_duration
+from egress_xds.durations import PATTERN, format_duration, parse_duration
 
 pytestmark = pytest.mark.fuzz
 
@@ -62,3 +64,27 @@ def test_any_text_is_a_duration_or_a_value_error(text: str) -> None:
         assert repr(text) in str(error)
     else:
         assert seconds >= 0
+
+
+def test_the_crds_carry_the_same_grammar() -> None:
+    """A duration the policy file accepts is one the API server admits in an EgressProxy, and the other way round."""
+    import yaml
+
+    from tests.support.egress import REPO_ROOT
+
+    for crd in ("egressproxies.yaml", "clusteregressproxies.yaml"):
+        text = (REPO_ROOT / "deploy" / "crds" / crd).read_text()
+        health = yaml.safe_load(text)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"][
+            "properties"
+        ]["proxies"]["additionalProperties"]["properties"]["healthCheck"]["properties"]
+        assert health["interval"]["pattern"] == PATTERN and health["timeout"]["pattern"] == PATTERN, crd
+
+
+@given(st.text(alphabet="0123456789.mshx ", max_size=12))
+def test_the_pattern_and_the_parser_agree(text: str) -> None:
+    try:
+        parse_duration(text)
+        parsed = True
+    except ValueError:
+        parsed = False
+    assert parsed == bool(re.fullmatch(PATTERN, text.strip()))

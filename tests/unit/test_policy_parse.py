@@ -321,3 +321,15 @@ def test_a_kubernetes_object_given_as_a_policy_file_is_named_for_what_it_is() ->
     [issue] = caught.value.issues
     assert issue.path == "kind" and issue.line is not None
     assert "this is a Kubernetes EgressProxy, not a policy file" in issue.message
+
+
+@pytest.mark.parametrize("field", ["credentialsFile", "caFile"])
+def test_a_url_given_as_a_file_name_is_not_quoted_with_its_password(tmp_path: Path, field: str) -> None:
+    """Found by tests/unit/test_policy_fuzz.py: `http://alice:S3cret` resolved to `.../http:/alice:S3cret`, and the
+    'cannot read' message quoted that path whole."""
+    path = write(tmp_path, f"proxies: {{p: {{url: 'https://10.0.0.1:3128', {field}: 'http://alice:Zq9Xw7Kv'}}}}\n")
+    (message,) = errors_of(path)
+    assert f"proxies.p.{field}: cannot read http://alice:<redacted>: No such file" in message
+    assert "Zq9X" not in message
+    plain = write(tmp_path, f"proxies: {{p: {{url: 'https://10.0.0.1:3128', {field}: missing.pem}}}}\n", "b.yaml")
+    assert f"cannot read {tmp_path / 'missing.pem'}: No such file" in errors_of(plain)[0]
