@@ -328,6 +328,9 @@ def run_client(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
+MEASUREMENTS = frozenset({"bulk", "latency", "rps", "cold"})
+
+
 @dataclass(frozen=True)
 class Sizes:
     repeat: int
@@ -336,6 +339,7 @@ class Sizes:
     rps_seconds: float
     rps_limit: int
     cold_starts: int
+    only: frozenset[str] = MEASUREMENTS
 
 
 QUICK = Sizes(repeat=1, bulk_mb=32, connections=40, rps_seconds=0.4, rps_limit=400, cold_starts=1)
@@ -515,7 +519,7 @@ def envoy_version() -> str:
     from tests.support.envoy import envoy_binary
 
     result = subprocess.run([str(envoy_binary()), "--version"], capture_output=True, text=True, timeout=30, check=False)
-    build = next((word for word in result.stdout.split() if word.count("/") >= 2), "")
+    build = next((word for word in result.stdout.partition("version:")[2].split() if word.count("/") >= 2), "")
     return build.split("/")[1] if build else "(unknown version)"
 
 
@@ -532,12 +536,18 @@ def report(rows: list[Row], cold: list[float], first_direct_ms: float, sizes: Si
             f"{row.name + ' (' + row.unit + ')':<38} {row.direct:>15.3f} {row.envoy:>12.3f} "
             f"{row.ratio():>12.3f}x {added_text:>10}  {row.target}"
         )
+    if not cold:
+        return "\n".join(lines)
     lines.append(
         f"{'cold start (ms) median':<38} {first_direct_ms:>15.3f} {statistics.median(cold):>12.3f} "
         f"{statistics.median(cold) / first_direct_ms:>12.1f}x {'':>10}  <= 1000 ms (direct: one new HTTPS request)"
     )
     lines.append(f"{'cold start (ms) p99 (n=' + str(len(cold)) + ')':<38} {'':>15} {percentile(cold, 0.99):>12.3f}")
     return "\n".join(lines)
+
+
+def _rounded(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{value:.0f}" for value in values) + "]"
 
 
 def tunnel_count(envoy: EnvoyProcess) -> int:
@@ -612,24 +622,31 @@ def run(sizes: Sizes) -> int:
         wait_listener(bench)
         since = proxy_log_since(squid)
         rows: list[Row] = []
-        bulk = measure_bulk(bench, sizes)
-        rows += rows_for("bulk throughput", "MB/s", bulk, ">= 0.95x", "higher", p99=False)
-        latency = measure_latency(bench, sizes)
-        rows += rows_for("new connection + echo", "ms", latency, "added <= 1 ms", "lower", p99=True)
-        for keepalive in (True, False):
-            label = "HTTPS keep-alive" if keepalive else "HTTPS new connection"
-            rates, per_request = measure_rps(bench, sizes, keepalive)
-            rows += rows_for(f"{label}", "req/s", rates, "", "higher", p99=False)
-            rows += rows_for(f"{label} request", "ms", per_request, "", "lower", p99=True)
+        notes: list[str] = []
+        first_direct = float("nan")
+        if "bulk" in sizes.only:
+            bulk = measure_bulk(bench, sizes)
+            rows += rows_for("bulk throughput", "MB/s", bulk, ">= 0.95x", "higher", p99=False)
+            notes.append(f"bulk rounds (MB/s): direct {_rounded(bulk.direct)}, via Envoy {_rounded(bulk.envoy)}")
+        if "latency" in sizes.only:
+            latency = measure_latency(bench, sizes)
+            rows += rows_for("new connection + echo", "ms", latency, "added <= 1 ms", "lower", p99=True)
+        if "rps" in sizes.only:
+            for keepalive in (True, False):
+                label = "HTTPS keep-alive" if keepalive else "HTTPS new connection"
+                rates, per_request = measure_rps(bench, sizes, keepalive)
+                rows += rows_for(f"{label}", "req/s", rates, "", "higher", p99=False)
+                rows += rows_for(f"{label} request", "ms", per_request, "", "lower", p99=True)
+            first_direct = statistics.median(per_request.direct)
         tunnels = tunnel_count(bench.envoy)
         bench.envoy.cleanup()
         bench.envoy = None
-        cold = measure_cold_start(bench, config, sizes.cold_starts)
+        cold = measure_cold_start(bench, config, sizes.cold_starts) if "cold" in sizes.only else []
         server.stop()
         squid_lines = squid.access_log()[since:]
         tunnelled = sum(1 for line in squid_lines if "TCP_TUNNEL/200" in line)
-        first_direct = statistics.median(per_request.direct)
         print(report(rows, cold, first_direct, sizes))
+        print("\n".join(notes))
         print(
             f"checked: squid logged {tunnelled} CONNECT tunnels (TCP_TUNNEL/200); Envoy's tunnel chains "
             f"handled {tunnels} connections; the client opened {bench.opened['squid']} to squid and "
@@ -662,6 +679,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, help="new connections per path for the latency figures")
     parser.add_argument("--rps-seconds", type=float, help="seconds per requests-per-second round")
     parser.add_argument("--cold-starts", type=int, help="Envoy cold starts measured")
+    parser.add_argument(
+        "--only", default=",".join(sorted(MEASUREMENTS)), help="comma-separated subset of bulk,latency,rps,cold"
+    )
     args = parser.parse_args(argv)
     if args.role == "upstream":
         return serve_upstream(args.cert, args.key)
@@ -675,7 +695,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         rps_seconds=args.rps_seconds or base.rps_seconds,
         rps_limit=base.rps_limit,
         cold_starts=args.cold_starts or base.cold_starts,
+        only=frozenset(args.only.split(",")),
     )
+    if not sizes.only <= MEASUREMENTS:
+        parser.error(f"--only: unknown measurement {', '.join(sorted(sizes.only - MEASUREMENTS))}")
     problem = preflight()
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
