@@ -371,15 +371,35 @@ class Bench:
     authorization: str
     envoy: EnvoyProcess | None = None
     opened: dict[str, int] = field(default_factory=lambda: {"envoy": 0, "squid": 0})
+    envoy_cpu: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # measure -> (user, system, ops)
 
     def client(self, via: str, measure: str, *options: str, timeout: float = 120) -> dict[str, Any]:
         argv = [sys.executable, str(THIS_FILE), "client", measure, "--via", via, "--proxy", self._proxy(), *options]
+        envoy_before = cpu_times(self.envoy.pid) if via == "envoy" and self.envoy is not None else (0.0, 0.0)
         result = self.lab.run("pod", argv, timeout=timeout, env={PROXY_AUTH_ENV: self.authorization})
         if result.returncode != 0:
             raise RuntimeError(f"client {measure} via {via} failed:\n{result.stderr[-3000:]}\n{self.describe()}")
         data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
         self.opened[via] += data["connections"]
+        if via == "envoy" and self.envoy is not None:
+            user, system, operations = self.envoy_cpu.get(measure, (0.0, 0.0, 0))
+            count = len(data["seconds"]) if isinstance(data["seconds"], list) else 1
+            user_now, system_now = cpu_times(self.envoy.pid)
+            self.envoy_cpu[measure] = (
+                user + user_now - envoy_before[0],
+                system + system_now - envoy_before[1],
+                operations + count,
+            )
         return data
+
+    def envoy_cpu_text(self) -> str:
+        """Envoy's CPU per operation of each measurement (less sensitive to a busy machine than the timings)."""
+        parts = [
+            f"{measure} {user / operations * 1e6:.0f} user + {system / operations * 1e6:.0f} system"
+            for measure, (user, system, operations) in sorted(self.envoy_cpu.items())
+            if measure != "bulk" and operations
+        ]
+        return "Envoy CPU per connection or request (us): " + ", ".join(parts)
 
     def _proxy(self) -> str:
         return f"{self.squid.listen}:{self.squid.port}"
@@ -397,15 +417,51 @@ def alternate(rounds: int) -> Iterator[str]:
         yield from (("squid", "envoy") if index % 2 == 0 else ("envoy", "squid"))
 
 
-def measure_bulk(bench: Bench, sizes: Sizes) -> Samples:
-    samples = Samples()
-    size = sizes.bulk_mb * 1_000_000
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far, all its threads (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    return sum(cpu_times(pid))
+
+
+@dataclass
+class CpuPerGigabyte:
+    """CPU seconds per GB moved, of squid on each path and of Envoy on its own: where the bulk gap goes."""
+
+    squid: dict[str, float] = field(default_factory=lambda: {"envoy": 0.0, "squid": 0.0})
+    envoy: float = 0.0
+    gigabytes: dict[str, float] = field(default_factory=lambda: {"envoy": 0.0, "squid": 0.0})
+
+    def text(self) -> str:
+        def per(seconds: float, via: str) -> float:
+            return seconds / self.gigabytes[via] if self.gigabytes[via] else float("nan")
+
+        return (
+            f"bulk CPU seconds per GB: squid {per(self.squid['squid'], 'squid'):.2f} (direct), "
+            f"squid {per(self.squid['envoy'], 'envoy'):.2f} + Envoy {per(self.envoy, 'envoy'):.2f} (via Envoy)"
+        )
+
+
+def measure_bulk(bench: Bench, sizes: Sizes) -> tuple[Samples, CpuPerGigabyte]:
     from tests.support.netns import UPSTREAM_IP
 
+    samples, cpu = Samples(), CpuPerGigabyte()
+    size = sizes.bulk_mb * 1_000_000
+    assert bench.envoy is not None
     for via in alternate(sizes.repeat):
+        squid_before, envoy_before = cpu_seconds(bench.squid.proc.pid), cpu_seconds(bench.envoy.pid)
         result = bench.client(via, "bulk", "--host", UPSTREAM_IP, "--bytes", str(size))
+        cpu.squid[via] += cpu_seconds(bench.squid.proc.pid) - squid_before
+        if via == "envoy":
+            cpu.envoy += cpu_seconds(bench.envoy.pid) - envoy_before
+        cpu.gigabytes[via] += result["bytes"] / 1e9
         samples.add(via, [result["bytes"] / result["seconds"] / 1e6])
-    return samples
+    return samples, cpu
 
 
 def measure_latency(bench: Bench, sizes: Sizes) -> Samples:
@@ -625,9 +681,10 @@ def run(sizes: Sizes) -> int:
         notes: list[str] = []
         first_direct = float("nan")
         if "bulk" in sizes.only:
-            bulk = measure_bulk(bench, sizes)
+            bulk, cpu = measure_bulk(bench, sizes)
             rows += rows_for("bulk throughput", "MB/s", bulk, ">= 0.95x", "higher", p99=False)
             notes.append(f"bulk rounds (MB/s): direct {_rounded(bulk.direct)}, via Envoy {_rounded(bulk.envoy)}")
+            notes.append(cpu.text())
         if "latency" in sizes.only:
             latency = measure_latency(bench, sizes)
             rows += rows_for("new connection + echo", "ms", latency, "added <= 1 ms", "lower", p99=True)
@@ -646,7 +703,7 @@ def run(sizes: Sizes) -> int:
         squid_lines = squid.access_log()[since:]
         tunnelled = sum(1 for line in squid_lines if "TCP_TUNNEL/200" in line)
         print(report(rows, cold, first_direct, sizes))
-        print("\n".join(notes))
+        print("\n".join([*notes, bench.envoy_cpu_text()]))
         print(
             f"checked: squid logged {tunnelled} CONNECT tunnels (TCP_TUNNEL/200); Envoy's tunnel chains "
             f"handled {tunnels} connections; the client opened {bench.opened['squid']} to squid and "
