@@ -57,6 +57,7 @@ THIS_FILE = Path(__file__).resolve()
 BULK_PORT = 9000
 ECHO_PORT = 9001
 HTTPS_PORT = 9443
+HTTP_PORT = 9080
 XDS_LISTEN = "127.0.0.1:18000"
 SQUID_PORT = 3128
 ENVOY_UID = 1337
@@ -111,17 +112,17 @@ class EchoHandler(socketserver.BaseRequestHandler):
             self.request.sendall(data)
 
 
-class HttpsHandler(socketserver.BaseRequestHandler):
-    """TLS, then answers every HTTP/1.1 request (headers only, no body expected) with a 96-byte body."""
+class HttpHandler(socketserver.BaseRequestHandler):
+    """Answers every HTTP/1.1 request (headers only, no body expected) with a 96-byte body, keep-alive."""
 
-    context: ssl.SSLContext
+    def stream(self) -> socket.socket | None:
+        return self.request  # type: ignore[no-any-return]
 
     def handle(self) -> None:
         self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.request.settimeout(30)
-        try:
-            tls = self.context.wrap_socket(self.request, server_side=True)
-        except (ssl.SSLError, OSError):
+        tls = self.stream()
+        if tls is None:
             return
         response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(RESPONSE_BODY), RESPONSE_BODY)
         buffered = b""
@@ -140,6 +141,18 @@ class HttpsHandler(socketserver.BaseRequestHandler):
             tls.close()
 
 
+class HttpsHandler(HttpHandler):
+    """The same behind TLS."""
+
+    context: ssl.SSLContext
+
+    def stream(self) -> socket.socket | None:
+        try:
+            return self.context.wrap_socket(self.request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return None
+
+
 def serve_upstream(cert: str, key: str) -> int:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -148,6 +161,7 @@ def serve_upstream(cert: str, key: str) -> int:
         _Threaded(("0.0.0.0", BULK_PORT), BulkHandler),
         _Threaded(("0.0.0.0", ECHO_PORT), EchoHandler),
         _Threaded(("0.0.0.0", HTTPS_PORT), HttpsHandler),
+        _Threaded(("0.0.0.0", HTTP_PORT), HttpHandler),
     ]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -288,6 +302,31 @@ def client_rps(path: Path_, cafile: str, keepalive: bool, seconds: float, limit:
     return {"seconds": times, "elapsed": time.perf_counter() - start, "connections": connections}
 
 
+def client_http_new(path: Path_, seconds: float, limit: int) -> dict[str, Any]:
+    """Plain HTTP, a new connection per request, as an application without keep-alive does. Through the capture the
+    application sends origin form and Envoy forwards it in absolute form; the direct client sends absolute form to
+    squid itself, as a proxy-aware client does."""
+    times: list[float] = []
+    start = time.perf_counter()
+    authority = f"{HTTPS_HOST}:{HTTP_PORT}"
+    while len(times) < limit and time.perf_counter() < start + seconds:
+        begin = time.perf_counter()
+        if path.via == "envoy":
+            sock = socket.create_connection((HTTPS_HOST, HTTP_PORT), timeout=10)
+            request = f"GET / HTTP/1.1\r\nHost: {authority}\r\n\r\n"
+        else:
+            sock = socket.create_connection(path.proxy, timeout=10)
+            request = f"GET http://{authority}/ HTTP/1.1\r\nHost: {authority}\r\n"
+            request += f"Proxy-Authorization: {path.authorization}\r\n\r\n" if path.authorization else "\r\n"
+        with sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(request.encode())
+            if _read_response(sock) != 200:
+                raise ConnectionError("http: status is not 200")
+        times.append(time.perf_counter() - begin)
+    return {"seconds": times, "elapsed": time.perf_counter() - start, "connections": len(times)}
+
+
 def client_cold_start(path: Path_, cafile: str, deadline_s: float) -> dict[str, Any]:
     """Wait for ``go`` on stdin, then poll until one HTTPS request is answered; report when (CLOCK_MONOTONIC, the
     same clock in every process of the machine) and how many attempts failed first."""
@@ -317,6 +356,8 @@ def run_client(args: argparse.Namespace) -> int:
         result = client_latency(path, args.host, args.count, args.seconds)
     elif args.measure in ("rps-keepalive", "rps-new"):
         result = client_rps(path, args.cafile, args.measure == "rps-keepalive", args.seconds, args.count)
+    elif args.measure == "http-new":
+        result = client_http_new(path, args.seconds, args.count)
     else:
         result = client_cold_start(path, args.cafile, args.seconds)
     sys.stdout.write(json.dumps(result) + "\n")
@@ -328,7 +369,7 @@ def run_client(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------------------
 
 
-MEASUREMENTS = frozenset({"bulk", "latency", "rps", "cold"})
+MEASUREMENTS = frozenset({"bulk", "latency", "rps", "http", "cold"})
 
 
 @dataclass(frozen=True)
@@ -380,7 +421,8 @@ class Bench:
         if result.returncode != 0:
             raise RuntimeError(f"client {measure} via {via} failed:\n{result.stderr[-3000:]}\n{self.describe()}")
         data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-        self.opened[via] += data["connections"]
+        if measure != "http-new":  # the tunnels: plain HTTP is checked on its own
+            self.opened[via] += data["connections"]
         if via == "envoy" and self.envoy is not None:
             user, system, operations = self.envoy_cpu.get(measure, (0.0, 0.0, 0))
             count = len(data["seconds"]) if isinstance(data["seconds"], list) else 1
@@ -475,10 +517,9 @@ def measure_latency(bench: Bench, sizes: Sizes) -> Samples:
     return samples
 
 
-def measure_rps(bench: Bench, sizes: Sizes, keepalive: bool) -> tuple[Samples, Samples]:
+def measure_rps(bench: Bench, sizes: Sizes, measure: str) -> tuple[Samples, Samples]:
     """(requests per second per round, per-request milliseconds) for each path."""
     rates, latencies = Samples(), Samples()
-    measure = "rps-keepalive" if keepalive else "rps-new"
     for via in alternate(sizes.repeat):
         options = [
             "--cafile",
@@ -616,6 +657,16 @@ def tunnel_count(envoy: EnvoyProcess) -> int:
     )
 
 
+def http_pool_use(envoy: EnvoyProcess) -> tuple[int, int]:
+    """(requests, upstream connections) of the clusters that carry plain HTTP to a proxy, from Envoy's stats."""
+    stats = envoy.stats()
+
+    def total(suffix: str) -> int:
+        return sum(v for k, v in stats.items() if k.startswith("cluster.egress-proxy-") and k.endswith(suffix))
+
+    return total("-http.upstream_rq_total"), total("-http.upstream_cx_total")
+
+
 def wait_listener(bench: Bench, timeout: float = 20) -> None:
     """Until Envoy has its capture listener from ADS (``/ready`` says LIVE before LDS arrived)."""
     from tests.support.processes import wait_until
@@ -662,7 +713,7 @@ def run(sizes: Sizes) -> int:
             [sys.executable, str(THIS_FILE), "upstream", "--cert", str(cert.cert), "--key", str(cert.key)],
             env={"PYTHONPATH": str(REPO_ROOT)},
         )
-        for port in (BULK_PORT, ECHO_PORT, HTTPS_PORT):
+        for port in (BULK_PORT, ECHO_PORT, HTTPS_PORT, HTTP_PORT):
             the_lab.wait_listening("inet", port, timeout=20, proc=upstream)
         squid = start_squid(the_lab, port=SQUID_PORT, auth=(PROXY_USER, password))
         bench = Bench(the_lab, squid, the_lab.ca_pem, authorization)
@@ -691,10 +742,25 @@ def run(sizes: Sizes) -> int:
         if "rps" in sizes.only:
             for keepalive in (True, False):
                 label = "HTTPS keep-alive" if keepalive else "HTTPS new connection"
-                rates, per_request = measure_rps(bench, sizes, keepalive)
+                rates, per_request = measure_rps(bench, sizes, "rps-keepalive" if keepalive else "rps-new")
                 rows += rows_for(f"{label}", "req/s", rates, "", "higher", p99=False)
                 rows += rows_for(f"{label} request", "ms", per_request, "", "lower", p99=True)
             first_direct = statistics.median(per_request.direct)
+        if "http" in sizes.only:
+            http_since = proxy_log_since(squid)
+            rates, per_request = measure_rps(bench, sizes, "http-new")
+            rows += rows_for("plain HTTP new connection", "req/s", rates, "", "higher", p99=False)
+            rows += rows_for("plain HTTP new connection request", "ms", per_request, "", "lower", p99=True)
+            requests, upstream_connections = http_pool_use(bench.envoy)
+            logged = sum(1 for line in squid.access_log()[http_since:] if f":{HTTP_PORT}/" in line)
+            notes.append(
+                f"plain HTTP via Envoy: {requests} requests over {upstream_connections} connections to squid "
+                f"(squid logged {logged} requests; the client sent {len(per_request.direct)} directly, "
+                f"{len(per_request.envoy)} through the capture)"
+            )
+            if requests < len(per_request.envoy) or logged < len(per_request.direct) + len(per_request.envoy):
+                print("error: the plain HTTP requests did not take the paths measured", file=sys.stderr)
+                return 1
         tunnels = tunnel_count(bench.envoy)
         bench.envoy.cleanup()
         bench.envoy = None
@@ -722,7 +788,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     upstream.add_argument("--cert", required=True)
     upstream.add_argument("--key", required=True)
     client = sub.add_parser("client", help="(internal) one measurement, in the pod namespace")
-    client.add_argument("measure", choices=["bulk", "latency", "rps-keepalive", "rps-new", "cold-start"])
+    client.add_argument("measure", choices=["bulk", "latency", "rps-keepalive", "rps-new", "http-new", "cold-start"])
     client.add_argument("--via", choices=["envoy", "squid"], required=True)
     client.add_argument("--proxy", required=True)
     client.add_argument("--host", default=HTTPS_HOST)
@@ -737,7 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rps-seconds", type=float, help="seconds per requests-per-second round")
     parser.add_argument("--cold-starts", type=int, help="Envoy cold starts measured")
     parser.add_argument(
-        "--only", default=",".join(sorted(MEASUREMENTS)), help="comma-separated subset of bulk,latency,rps,cold"
+        "--only", default=",".join(sorted(MEASUREMENTS)), help="comma-separated subset of bulk,latency,rps,http,cold"
     )
     args = parser.parse_args(argv)
     if args.role == "upstream":
