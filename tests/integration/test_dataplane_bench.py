@@ -30,9 +30,10 @@ FIGURES = (
 NUMBER = r"\d+(?:\.\d+)?"
 
 
-def namespaces() -> set[str]:
+def bench_namespaces() -> set[str]:
+    """The bench's namespaces (prefix `exdbn`; other tests running beside this one use their own prefixes)."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10, check=True).stdout
-    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+    return {line.split()[0] for line in listed.splitlines() if line.startswith("exdbn")}
 
 
 def test_quick_bench_measures_every_figure_through_envoy_and_squid() -> None:
@@ -40,7 +41,7 @@ def test_quick_bench_measures_every_figure_through_envoy_and_squid() -> None:
     need_binary("squid", install_hint(), "/usr/sbin/squid")
     need_binary("iptables", "apt-get install -y iptables", "/usr/sbin/iptables")
     envoy_binary()
-    before = namespaces()
+    before = bench_namespaces()
     result = subprocess.run(
         [sys.executable, "bench/dataplane.py", "--quick"],
         cwd=REPOSITORY,
@@ -67,4 +68,4 @@ def test_quick_bench_measures_every_figure_through_envoy_and_squid() -> None:
     assert captured > 0 and direct > 0
     assert envoy_tunnels >= captured and squid_tunnels >= direct + captured, result.stdout
     assert "Basic " not in output and "Proxy-Authorization" not in output  # the proxy credentials
-    assert namespaces() == before, "the bench left network namespaces behind"
+    assert bench_namespaces() == before, "the bench left network namespaces behind"
