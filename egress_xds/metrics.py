@@ -100,6 +100,47 @@ def peer_refused(reason: str) -> None:
     PEERS_REFUSED.labels(reason=reason).inc()
 
 
+# Egress traffic, from the access log Envoys stream back (egress_xds/traffic/). Labels: the proxy's name (from the
+# policy; at most MAX_PROXY_SERIES distinct, past which "<other>"), the outcome and the decision kind, all fixed
+# words. Never a destination or a node id: `egress-xds traffic` answers per destination.
+TUNNELS = Counter(
+    "egress_xds_tunnels",
+    "Connections and plain-HTTP requests Envoy logged, by proxy (empty: none), outcome and decision kind",
+    ["proxy", "outcome", "kind"],
+)
+TUNNEL_BYTES = Counter(
+    "egress_xds_tunnel_bytes",
+    "Bytes of those connections, by proxy, decision kind and direction (sent: to the application)",
+    ["proxy", "kind", "direction"],
+)
+PROXY_REFUSALS = Counter(
+    "egress_xds_proxy_refusals",
+    "Tunnels and requests a proxy refused (407, 403, other non-2xx) or could not reach, by proxy and outcome",
+    ["proxy", "outcome", "kind"],
+)
+MAX_PROXY_SERIES = 50
+_proxy_labels: set[str] = set()
+_PROXY_LABEL = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._]{0,62}")
+_KIND_LABELS = frozenset({"proxy", "direct", "deny"})
+
+
+def traffic_logged(proxy: str, outcome: str, kind: str, *, refused: bool, sent: int, received: int) -> None:
+    """One access-log entry. `outcome` is one of egress_xds.traffic.outcome.OUTCOMES."""
+    if proxy not in _proxy_labels:
+        if len(_proxy_labels) >= MAX_PROXY_SERIES or not _PROXY_LABEL.fullmatch(proxy):
+            proxy = "<other>" if proxy else ""
+        else:
+            _proxy_labels.add(proxy)
+    kind = kind if kind in _KIND_LABELS else "<other>"
+    TUNNELS.labels(proxy=proxy, outcome=outcome, kind=kind).inc()
+    if sent:
+        TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="sent").inc(sent)
+    if received:
+        TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="received").inc(received)
+    if refused:
+        PROXY_REFUSALS.labels(proxy=proxy, outcome=outcome, kind=kind).inc()
+
+
 def serve_metrics(address: str) -> str:
     """Expose /metrics on HOST:PORT (a background thread of prometheus_client). Returns the bound HOST:PORT,
     so that port 0 (any free port) can be logged and found."""
