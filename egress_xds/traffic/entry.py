@@ -14,7 +14,15 @@ from envoy.config.core.v3.address_pb2 import Address
 from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, HTTPAccessLogEntry, TCPAccessLogEntry
 
 from egress_xds.translate import names
-from egress_xds.translate.access_log import CHAIN_TAG, KIND_DENY, KIND_DIRECT, KIND_PROXY, KIND_TAG, PROXY_TAG
+from egress_xds.translate.access_log import (
+    CHAIN_TAG,
+    KIND_DENY,
+    KIND_DIRECT,
+    KIND_PROXY,
+    KIND_TAG,
+    PROXY_TAG,
+    TARGET_TAG,
+)
 
 # Every text kept is cut to this length: an Envoy (or anything that speaks the protocol) chooses them.
 MAX_TEXT = 253
@@ -64,15 +72,16 @@ def from_tcp(entry: TCPAccessLogEntry) -> TrafficEvent:
     common = entry.common_properties
     tags = common.custom_tags
     address, port = _address(common.downstream_local_address)
-    name = common.tls_properties.tls_sni_hostname
+    name = _text(common.tls_properties.tls_sni_hostname.lower().rstrip("."))
+    target = _text(tags.get(TARGET_TAG, ""))
     return TrafficEvent(
         protocol="tcp",
         chain=_text(tags.get(CHAIN_TAG, "")),
         kind=_text(tags.get(KIND_TAG, "")),
         proxy=_text(tags.get(PROXY_TAG, "")),
         decision="",
-        destination=_host_port(name, port) if name else _host_port(address, port),
-        address=_host_port(address, port) if address else "",
+        destination=target or (_host_port(name, port) if name else _host_port(address, port)),
+        address="" if target else _host_port(address, port) if address else "",
         response_code=0,
         flags=_flags(common),
         failure=_text(common.upstream_transport_failure_reason),

@@ -34,6 +34,7 @@ GRPC_LOG_NAME = "egress-xds"
 CHAIN_TAG = "egress.chain"
 KIND_TAG = "egress.kind"
 PROXY_TAG = "egress.proxy"
+TARGET_TAG = "egress.target"  # an explicit listener's fixed target (captured traffic: the original destination)
 KIND_PROXY = "proxy"
 KIND_DIRECT = "direct"
 KIND_DENY = "deny"
@@ -49,10 +50,12 @@ _RESULT_FIELDS = (
 
 
 def connection_logs(chain: str, kind: str, proxy: str = "", tunnel_target: str | None = None) -> list[AccessLog]:
-    """For tcp_proxy chains; `tunnel_target` is the formatter Envoy uses for the CONNECT authority, if any."""
-    target = f" connect={tunnel_target}" if tunnel_target else ""
+    """For tcp_proxy chains; `tunnel_target` is the CONNECT authority (a formatter, or an explicit listener's
+    fixed `host:port`), or an explicit listener's direct target."""
+    target = f" connect={tunnel_target}" if tunnel_target and kind == KIND_PROXY else ""
     stdout = _stdout(f"{_COMMON_FIELDS}{target} {_RESULT_FIELDS}\n")
-    grpc_log = TcpGrpcAccessLogConfig(common_config=_grpc_common(chain, kind, proxy))
+    fixed_target = tunnel_target if tunnel_target and "%" not in tunnel_target else ""
+    grpc_log = TcpGrpcAccessLogConfig(common_config=_grpc_common(chain, kind, proxy, fixed_target))
     return [stdout, AccessLog(name="envoy.access_loggers.tcp_grpc", typed_config=typed(grpc_log))]
 
 
@@ -67,8 +70,8 @@ def request_logs(chain: str) -> list[AccessLog]:
     return [stdout, AccessLog(name="envoy.access_loggers.http_grpc", typed_config=typed(grpc_log))]
 
 
-def _grpc_common(chain: str, kind: str, proxy: str) -> CommonGrpcAccessLogConfig:
-    tags = {CHAIN_TAG: chain, KIND_TAG: kind, PROXY_TAG: proxy}
+def _grpc_common(chain: str, kind: str, proxy: str, target: str = "") -> CommonGrpcAccessLogConfig:
+    tags = {CHAIN_TAG: chain, KIND_TAG: kind, PROXY_TAG: proxy, TARGET_TAG: target}
     return CommonGrpcAccessLogConfig(
         log_name=GRPC_LOG_NAME,
         grpc_service=GrpcService(envoy_grpc=GrpcService.EnvoyGrpc(cluster_name=names.XDS_CLUSTER)),

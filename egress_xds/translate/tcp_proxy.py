@@ -35,11 +35,12 @@ def tunnel_filter(proxy: Proxy, target: str, stat_prefix: str) -> Filter:
     return Filter(name=TCP_PROXY_FILTER, typed_config=typed(tcp_proxy))
 
 
-def cluster_filter(cluster: str, stat_prefix: str) -> Filter:
-    """Plain TCP to a cluster: the pass-through (original destination), the deny cluster, or a direct target."""
+def cluster_filter(cluster: str, stat_prefix: str, target: str | None = None) -> Filter:
+    """Plain TCP to a cluster: the pass-through (original destination), the deny cluster, or a direct target
+    (an explicit listener's `target`, named in the access log)."""
     tcp_proxy = TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
     kind = KIND_DENY if cluster == names.DENY_CLUSTER else KIND_DIRECT
-    tcp_proxy.access_log.extend(connection_logs(stat_prefix, kind))
+    tcp_proxy.access_log.extend(connection_logs(stat_prefix, kind, tunnel_target=target))
     return Filter(name=TCP_PROXY_FILTER, typed_config=typed(tcp_proxy))
 
 
