@@ -25,6 +25,7 @@ from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_pol
 from egress_xds.redact import contains_redactions, redact_config
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
+from egress_xds.traffic.outcome import OUTCOMES
 from egress_xds.translate import translate
 from egress_xds.translate.bootstrap import XdsTls, ads_bootstrap, resources_as_dict, sds_files, static_bootstrap
 from egress_xds.translate.envoy_admin import (
@@ -285,6 +286,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     _output_argument(status)
     status.set_defaults(handler=_status)
+
+    traffic = commands.add_parser("traffic", help="what did the proxy say? outcomes per workload and destination")
+    traffic.add_argument(
+        "--server", default=SERVER_ADDRESS, metavar="HOST:PORT", help="the egress-xds server (default %(default)s)"
+    )
+    traffic.add_argument("node", nargs="?", metavar="NODE", help="only this node id")
+    traffic.add_argument("--namespace", metavar="NS", help="only the nodes of this namespace")
+    traffic.add_argument(
+        "--outcome",
+        action="append",
+        default=[],
+        metavar="OUTCOME",
+        help="only destinations that saw this outcome (repeatable, or comma-separated): " + ", ".join(OUTCOMES),
+    )
+    traffic.add_argument(
+        "--suggest-rules", action="store_true", help="print policy rules that reproduce what was observed (YAML)"
+    )
+    _client_tls_arguments(traffic)
+    traffic.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+    traffic.set_defaults(handler=_traffic)
     return parser
 
 
@@ -808,13 +829,8 @@ def _status(args: argparse.Namespace) -> int:
     from egress_xds.admin.server_view import server_summary
     from egress_xds.admin.status_json import status_document
     from egress_xds.admin.status_view import node_detail, status_table
-    from egress_xds.policy.destinations import parse_host_port
 
-    try:
-        parse_host_port(args.server)
-    except ValueError:
-        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
-        raise UsageError(f"--server {args.server!r}: expected HOST:PORT") from None
+    _server_address(args.server)
     try:
         answers = status_answers(args.server, args.node or "", include_resources=bool(args.node), tls=_client_tls(args))
     except AdminUnavailable as error:
@@ -834,6 +850,42 @@ def _status(args: argparse.Namespace) -> int:
         limit = args.fail_nack_after if problem.status == "NACK" else args.fail_stale_after
         print(f"out of sync: {problem} (limit {limit:g}s)", file=sys.stderr)
     return EXIT_OUT_OF_SYNC if problems else EXIT_OK
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    from egress_xds.admin.client import AdminUnavailable, traffic
+    from egress_xds.admin.traffic_view import SUGGESTED_HEADER, suggested_rules, traffic_document, traffic_table
+    from egress_xds.admin.v1 import admin_pb2
+
+    _server_address(args.server)
+    if args.node and args.namespace:
+        raise UsageError("give a NODE or --namespace, not both")
+    outcomes = [name.strip() for text in args.outcome for name in text.split(",") if name.strip()]
+    unknown = [name for name in outcomes if name not in OUTCOMES]
+    if unknown:
+        raise UsageError(f"--outcome {unknown[0]!r}: expected one of {', '.join(OUTCOMES)}")
+    request = admin_pb2.GetTrafficRequest(node_id=args.node or "", namespace=args.namespace or "", outcomes=outcomes)
+    try:
+        response = traffic(args.server, request, tls=_client_tls(args))
+    except AdminUnavailable as error:
+        raise CommandFailed(str(error)) from None
+    if args.suggest_rules:
+        print(SUGGESTED_HEADER + yaml_text.dump(suggested_rules(response)), end="")
+    elif args.output == "json":
+        print(json.dumps(traffic_document(response), indent=2))
+    else:
+        print(traffic_table(response), end="")
+    return EXIT_OK
+
+
+def _server_address(server: str) -> None:
+    from egress_xds.policy.destinations import parse_host_port
+
+    try:
+        parse_host_port(server)
+    except ValueError:
+        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
+        raise UsageError(f"--server {server!r}: expected HOST:PORT") from None
 
 
 def _print(data: Any, output_format: str) -> None:
