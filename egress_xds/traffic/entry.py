@@ -112,7 +112,7 @@ def from_http(entry: HTTPAccessLogEntry) -> TrafficEvent:
         kind=kind,
         proxy=_text(proxy),
         decision=_text(common.route_name),
-        destination=_with_port(authority, port or 80) if authority else _host_port(address, port),
+        destination=_with_port(authority) if authority else _host_port(address, port),
         address=_host_port(address, port) if address else "",
         response_code=response.response_code.value,
         flags=_flags(common),
@@ -135,10 +135,11 @@ def _host_port(host: str, port: int) -> str:
     return f"{shown}:{port}" if port else shown
 
 
-def _with_port(authority: str, port: int) -> str:
-    """An authority as host:port: a Host header without a port means the connection's port."""
+def _with_port(authority: str) -> str:
+    """An authority as host:port: a Host header without a port means HTTP's 80 (clients name any other port;
+    the connection's own port may be a forward-proxy listener's)."""
     if authority.endswith("]") or ":" not in authority:
-        return f"{authority}:{port}"
+        return f"{authority}:80"
     return authority
 
 
