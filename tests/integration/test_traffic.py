@@ -1,10 +1,11 @@
 """`egress-xds traffic`: what the proxy said, end to end, with real Envoys, real squids and the real server.
 
 Two standalone Envoys (nodes of two namespaces) take their configuration from `egress-xds serve` over ADS and
-stream their access logs back to it. One squid refuses `other.example.test` (403, its ACL) and cannot resolve
-`api.example.test:4444`, where nothing listens (503); a second one requires credentials the policy gets wrong (407). After real requests,
-`egress-xds traffic`, the admin API (grpcurl) and the metrics must show each outcome for the right workload and
-destination, with the squids' own access logs confirming what they answered, and the canary secret nowhere.
+stream their access logs back to it. One squid refuses `other.example.test` (403, its ACL) and cannot connect to
+`api.example.test:4444`, where nothing listens (503); a second one requires credentials the policy gets wrong
+(407). After real requests, `egress-xds traffic`, the admin API (grpcurl) and the metrics must show each outcome
+for the right workload and destination, with the squids' own access logs confirming what they answered, and the
+canary secret nowhere.
 """
 
 from __future__ import annotations
