@@ -11,6 +11,7 @@ Kept in memory only: across Envoy reconnects (keyed by node id, not by stream), 
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ MAX_WORKLOADS = 1000
 MAX_DESTINATIONS = 100
 OTHER = "other"
 _INDEX = {name: position for position, name in enumerate(OUTCOMES)}
+_eviction_order = operator.attrgetter("total", "last_seen")  # seen least often, then longest ago
 
 
 @dataclass(slots=True)
@@ -33,15 +35,12 @@ class DestinationStats:
     decision: str = ""
     address: str = ""
     counts: list[int] = field(default_factory=lambda: [0] * len(OUTCOMES))
+    total: int = 0  # sum(counts), kept for the eviction's ordering
     bytes_sent: int = 0
     bytes_received: int = 0
     last_seen: float = 0.0
     last_failure: str = ""
     last_failure_time: float = 0.0
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts)
 
     def outcomes(self) -> dict[str, int]:
         """Outcome -> count, only the outcomes seen."""
@@ -49,6 +48,7 @@ class DestinationStats:
 
     def add(self, event: TrafficEvent, outcome: Outcome, now: float) -> None:
         self.counts[_INDEX[outcome.value]] += 1
+        self.total += 1
         self.bytes_sent += event.bytes_sent
         self.bytes_received += event.bytes_received
         self.last_seen = now
@@ -62,6 +62,7 @@ class DestinationStats:
     def fold(self, other: DestinationStats) -> None:
         """Add `other`'s counts to these (the "other" row absorbing an evicted destination)."""
         self.counts = [mine + theirs for mine, theirs in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
         self.bytes_sent += other.bytes_sent
         self.bytes_received += other.bytes_received
         self.last_seen = max(self.last_seen, other.last_seen)
@@ -110,7 +111,7 @@ class TrafficStore:
         row = workload.destinations.get(event.destination)
         if row is None:
             if len(workload.destinations) >= self.max_destinations:
-                least = min(workload.destinations.values(), key=lambda item: (item.total, item.last_seen))
+                least = min(workload.destinations.values(), key=_eviction_order)
                 del workload.destinations[least.destination]
                 workload.other.fold(least)
             row = DestinationStats(event.destination)
