@@ -52,7 +52,7 @@ class DestinationStats:
         self.bytes_sent += event.bytes_sent
         self.bytes_received += event.bytes_received
         self.last_seen = now
-        self.protocol, self.kind, self.proxy, self.address = event.protocol, event.kind, event.proxy, event.address
+        self.protocol, self.address = event.protocol, event.address
         if event.decision:
             self.decision = event.decision
         if outcome in FAILURES:
@@ -87,7 +87,7 @@ class WorkloadStats:
     node_id: str
     namespace: str
     policy: str
-    destinations: dict[str, DestinationStats] = field(default_factory=dict)
+    destinations: dict[tuple[str, str, str], DestinationStats] = field(default_factory=dict)  # by _key
     other: DestinationStats = field(default_factory=lambda: DestinationStats(OTHER))
     last_seen: float = 0.0
 
@@ -108,14 +108,15 @@ class TrafficStore:
     ) -> None:
         workload = self._workload(node_id, namespace, policy)
         workload.last_seen = now
-        row = workload.destinations.get(event.destination)
+        key = (event.destination, event.kind, event.proxy)
+        row = workload.destinations.get(key)
         if row is None:
             if len(workload.destinations) >= self.max_destinations:
                 least = min(workload.destinations.values(), key=_eviction_order)
-                del workload.destinations[least.destination]
+                del workload.destinations[(least.destination, least.kind, least.proxy)]
                 workload.other.fold(least)
-            row = DestinationStats(event.destination)
-            workload.destinations[event.destination] = row
+            row = DestinationStats(event.destination, kind=event.kind, proxy=event.proxy)
+            workload.destinations[key] = row
         row.add(event, outcome, now)
 
     def __iter__(self) -> Iterator[WorkloadStats]:

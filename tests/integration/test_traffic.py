@@ -65,15 +65,15 @@ policies:
       listeners:
         - {{name: forbidden, listen: 127.0.0.1:12002, target: other.example.test:443}}
 """
-# Listener port -> (destination as `traffic` names it, expected outcome), for node pod-a.
+# Listener port -> (destination as `traffic` names it, the path, expected outcome), for node pod-a.
 TEAM_A_TLS = {
-    11001: ("api.example.test:443", "ok"),
-    11002: ("other.example.test:443", "proxy-forbidden"),
-    11003: ("api.example.test:4444", "connect-failed"),  # squid cannot connect: nothing listens there
-    11004: ("auth.example.test:443", "proxy-auth-required"),
-    11005: (f"{UPSTREAM_IP_2}:443", "direct"),
-    11006: ("api.example.test:443", "proxy-unreachable"),
-    11007: ("www.example.test:443", "denied-by-policy"),
+    11001: ("api.example.test:443", "corp", "ok"),
+    11002: ("other.example.test:443", "corp", "proxy-forbidden"),
+    11003: ("api.example.test:4444", "corp", "connect-failed"),  # squid cannot connect: nothing listens there
+    11004: ("auth.example.test:443", "authed", "proxy-auth-required"),
+    11005: (f"{UPSTREAM_IP_2}:443", "direct", "direct"),
+    11006: ("api.example.test:443", "dead", "proxy-unreachable"),  # the same name, another path: its own row
+    11007: ("www.example.test:443", "deny", "denied-by-policy"),
 }
 
 
@@ -162,15 +162,16 @@ def setup(lab: Lab, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFacto
             server.stop()
 
 
-def _rows(document: dict[str, Any], node: str) -> dict[str, dict[str, Any]]:
+def _rows(document: dict[str, Any], node: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(destination, proxy name or kind) -> row."""
     for workload in document["workloads"]:
         if workload["node"] == node:
-            return {row["destination"]: row for row in workload["destinations"]}
+            return {(row["destination"], row["proxy"] or row["kind"]): row for row in workload["destinations"]}
     return {}
 
 
 def test_each_outcome_for_the_right_workload_and_destination(setup: Setup) -> None:
-    for port, (destination, outcome) in TEAM_A_TLS.items():
+    for port, (destination, _path, outcome) in TEAM_A_TLS.items():
         name = destination.split(":")[0] if not destination[0].isdigit() else "direct.example.test"
         code, body, error = setup.tls(port, name, "/traffic")
         if outcome in ("ok", "direct"):
@@ -188,20 +189,23 @@ def test_each_outcome_for_the_right_workload_and_destination(setup: Setup) -> No
     def reported() -> dict[str, Any] | None:
         document: dict[str, Any] = json.loads(setup.traffic("-o", "json"))
         rows = _rows(document, "pod-a")
-        done = all(rows.get(dest, {}).get("outcomes", {}).get(outcome) for dest, outcome in TEAM_A_TLS.values())
+        done = all(
+            rows.get((dest, path), {}).get("outcomes", {}).get(outcome) for dest, path, outcome in TEAM_A_TLS.values()
+        )
         return document if done and _rows(document, "pod-b") else None
 
     document = wait_until(reported, timeout=20, interval=0.5, what="every outcome in `traffic`", describe=setup.context)
     rows = _rows(document, "pod-a")
-    assert rows["other.example.test:443"]["proxy"] == "corp"
-    assert rows["other.example.test:443"]["lastFailure"] == "tunnel_response:403"
-    assert rows["auth.example.test:443"]["lastFailure"] == "tunnel_response:407"
-    assert rows["api.example.test:4444"]["lastFailure"] == "tunnel_response:503"
-    assert rows[f"{UPSTREAM_IP_2}:443"]["kind"] == "direct"
-    assert rows["www.example.test:443"]["kind"] == "deny"
+    for destination, path, outcome in TEAM_A_TLS.values():
+        assert rows[(destination, path)]["outcomes"] == {outcome: 1}, rows[(destination, path)]
+    assert rows[("other.example.test:443", "corp")]["lastFailure"] == "tunnel_response:403"
+    assert rows[("auth.example.test:443", "authed")]["lastFailure"] == "tunnel_response:407"
+    assert rows[("api.example.test:4444", "corp")]["lastFailure"] == "tunnel_response:503"
+    assert "Connection refused" in rows[("api.example.test:443", "dead")]["lastFailure"]
+    assert rows[(f"{UPSTREAM_IP_2}:443", "direct")]["lastFailure"] == ""
     workload_b = _rows(document, "pod-b")
-    assert set(workload_b) == {"other.example.test:443"}, workload_b
-    assert workload_b["other.example.test:443"]["outcomes"] == {"proxy-forbidden": 1}
+    assert set(workload_b) == {("other.example.test:443", "corp")}, workload_b
+    assert workload_b[("other.example.test:443", "corp")]["outcomes"] == {"proxy-forbidden": 1}
     namespaces = {workload["node"]: workload["namespace"] for workload in document["workloads"]}
     assert namespaces == {"pod-a": "team-a", "pod-b": "team-b"}
 
@@ -249,18 +253,18 @@ def test_plain_http_gets_the_proxys_own_refusal_with_its_body(setup: Setup) -> N
     ok = setup.lab.curl("pod", [*via, "http://api.example.test/plain"])
     assert ok.ok and f"peer={PEER_VIA_PROXY} path=/plain" in ok.stdout, ok
 
-    def reported() -> dict[str, dict[str, Any]] | None:
+    def reported() -> dict[tuple[str, str], dict[str, Any]] | None:
         rows = _rows(json.loads(setup.traffic("pod-a", "-o", "json")), "pod-a")
         wanted = ("other.example.test:80", "api.example.test:4445", "api.example.test:80")
-        return rows if all(name in rows for name in wanted) else None
+        return rows if all((name, "corp") in rows for name in wanted) else None
 
     rows = wait_until(reported, timeout=20, interval=0.5, what="plain HTTP in `traffic`", describe=setup.context)
-    assert rows["other.example.test:80"]["outcomes"] == {"proxy-forbidden": 1}
-    assert rows["other.example.test:80"]["lastFailure"] == "HTTP 403"
-    assert rows["api.example.test:4445"]["outcomes"] == {"connect-failed": 1}
-    assert rows["api.example.test:80"]["outcomes"] == {"ok": 1}
-    assert rows["api.example.test:80"]["decision"] == "default: httpProxy"
-    assert "token=abc" not in json.dumps(rows) and "/page" not in json.dumps(rows)
+    assert rows[("other.example.test:80", "corp")]["outcomes"] == {"proxy-forbidden": 1}
+    assert rows[("other.example.test:80", "corp")]["lastFailure"] == "HTTP 403"
+    assert rows[("api.example.test:4445", "corp")]["outcomes"] == {"connect-failed": 1}
+    assert rows[("api.example.test:80", "corp")]["outcomes"] == {"ok": 1}
+    assert rows[("api.example.test:80", "corp")]["decision"] == "default: httpProxy"
+    assert "token=abc" not in json.dumps(list(rows.values())) and "/page" not in json.dumps(list(rows.values()))
 
 
 def test_the_admin_rpc_answers_grpcurl(setup: Setup) -> None:
