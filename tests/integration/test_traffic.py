@@ -58,6 +58,10 @@ policies:
         - {{name: dead, listen: 127.0.0.1:11006, target: api.example.test:443, action: {{proxy: dead}}}}
         - {{name: denied, listen: 127.0.0.1:11007, target: www.example.test:443, action: deny}}
       forwardProxy: {{listen: 127.0.0.1:11080}}
+  - name: team-c
+    nodes: {{metadata: {{namespace: team-c}}}}
+    httpProxy: corp
+    httpsProxy: corp
   - name: team-b
     nodes: {{metadata: {{namespace: team-b}}}}
     httpsProxy: corp
@@ -114,7 +118,7 @@ class Setup:
         return result.stdout
 
 
-def _bootstrap(node_id: str, namespace: str, admin_port: int) -> dict[str, Any]:
+def _bootstrap(node_id: str, namespace: str, admin_port: int, mode: str = "standalone") -> dict[str, Any]:
     result = egress_xds(
         "bootstrap",
         "--node-id",
@@ -122,7 +126,7 @@ def _bootstrap(node_id: str, namespace: str, admin_port: int) -> dict[str, Any]:
         "--node-meta",
         f"namespace={namespace}",
         "--mode",
-        "standalone",
+        mode,
         "--xds-address",
         XDS,
         "--admin-address",
@@ -283,3 +287,33 @@ def test_the_admin_rpc_answers_grpcurl(setup: Setup) -> None:
     assert [workload["node_id"] for workload in answer["workloads"]] == ["pod-b"], answer
     destination = answer["workloads"][0]["destinations"][0]
     assert destination["destination"] == "other.example.test:443" and destination["proxy"] == "corp", answer
+
+
+def test_a_captured_sidecar_reports_by_sni_and_original_port(setup: Setup) -> None:
+    """A sidecar (capture listener, iptables REDIRECT) names destinations by the TLS SNI it saw and the original
+    port, and plain HTTP by its Host."""
+    config = _bootstrap("pod-c", "team-c", 19913, mode="sidecar")
+    with start_envoy(config, netns=setup.lab.pod, uid=ENVOY_UID) as sidecar:
+        setup.lab.capture("pod")
+        try:
+            ca = ["--cacert", str(setup.upstreams.ca_pem)]
+            ok = setup.lab.curl("pod", [*ca, "https://api.example.test/captured"])
+            assert ok.ok and f"peer={PEER_VIA_PROXY} path=/captured" in ok.stdout, f"{ok}\n{sidecar.describe()}"
+            assert not setup.lab.curl("pod", [*ca, "https://other.example.test/captured"]).ok
+            plain = setup.lab.curl("pod", ["-w", "\n%{http_code}", "http://other.example.test/captured"])
+            assert plain.stdout.endswith("\n403") and "ERR_ACCESS_DENIED" in plain.stdout, plain
+        finally:
+            setup.lab.uncapture("pod")
+
+        def reported() -> dict[tuple[str, str], dict[str, Any]] | None:
+            rows = _rows(json.loads(setup.traffic("pod-c", "-o", "json")), "pod-c")
+            wanted = [("api.example.test:443", "corp"), ("other.example.test:443", "corp")]
+            wanted.append(("other.example.test:80", "corp"))
+            return rows if all(key in rows for key in wanted) else None
+
+        rows = wait_until(reported, timeout=20, interval=0.5, what="the sidecar's traffic", describe=setup.context)
+    assert rows[("api.example.test:443", "corp")]["outcomes"] == {"ok": 1}
+    assert rows[("api.example.test:443", "corp")]["address"].endswith(":443")
+    assert rows[("other.example.test:443", "corp")]["outcomes"] == {"proxy-forbidden": 1}
+    assert rows[("other.example.test:80", "corp")]["outcomes"] == {"proxy-forbidden": 1}
+    assert rows[("other.example.test:80", "corp")]["decision"] == "default: plain HTTP uses httpProxy"
