@@ -9,6 +9,7 @@ counter increments and no label lookup.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -122,6 +123,7 @@ MAX_PROXY_SERIES = 50
 _proxy_labels: set[str] = set()
 _PROXY_LABEL = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._]{0,62}")
 _KIND_LABELS = frozenset({"proxy", "direct", "deny"})
+_traffic_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
 
 
 def traffic_logged(proxy: str, outcome: str, kind: str, *, refused: bool, sent: int, received: int) -> None:
@@ -132,13 +134,23 @@ def traffic_logged(proxy: str, outcome: str, kind: str, *, refused: bool, sent: 
         else:
             _proxy_labels.add(proxy)
     kind = kind if kind in _KIND_LABELS else "<other>"
-    TUNNELS.labels(proxy=proxy, outcome=outcome, kind=kind).inc()
+    children = _traffic_children.get((proxy, outcome, kind))
+    if children is None:  # a label lookup costs more than the rest of an entry: one per series, kept
+        children = (
+            TUNNELS.labels(proxy=proxy, outcome=outcome, kind=kind),
+            TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="sent"),
+            TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="received"),
+            PROXY_REFUSALS.labels(proxy=proxy, outcome=outcome, kind=kind) if refused else None,
+        )
+        _traffic_children[(proxy, outcome, kind)] = children
+    tunnels, bytes_sent, bytes_received, refusals = children
+    tunnels.inc()
     if sent:
-        TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="sent").inc(sent)
+        bytes_sent.inc(sent)
     if received:
-        TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="received").inc(received)
-    if refused:
-        PROXY_REFUSALS.labels(proxy=proxy, outcome=outcome, kind=kind).inc()
+        bytes_received.inc(received)
+    if refusals is not None:
+        refusals.inc()
 
 
 def serve_metrics(address: str) -> str:

@@ -144,8 +144,8 @@ def _with_port(authority: str) -> str:
 
 
 def _flags(common: AccessLogCommon) -> tuple[str, ...]:
-    flags = common.response_flags
-    return tuple(code for field, code in _FLAG_CODES.items() if getattr(flags, field))
+    set_fields = {field.name for field, value in common.response_flags.ListFields() if value is True}
+    return tuple(code for field, code in _FLAG_CODES.items() if field in set_fields) if set_fields else ()
 
 
 def _milliseconds(common: AccessLogCommon) -> int:
