@@ -179,7 +179,7 @@ async def _serve(conn: Connection) -> None:
     from egress_xds.policy.node import NodeMode, PolicyGroup
     from egress_xds.publish import PolicyPublisher
     from egress_xds.xds.cache import SnapshotCache
-    from egress_xds.xds.server import bound_port, registry_of, start_server, stop_server
+    from egress_xds.xds.server import AdsServer
 
     parse = parse_policy
     gc_clock = GcClock()
@@ -192,8 +192,9 @@ async def _serve(conn: Connection) -> None:
         raise RuntimeError(f"no snapshot for {key}: {cache.keys()}")
     sizes = {type_url: len(snapshot.resources(type_url).sotw_body) for type_url in TYPES}
     counts = {type_url: len(snapshot.resources(type_url)) for type_url in TYPES}
-    server = await start_server(cache, "127.0.0.1:0")
-    registry = registry_of(server)
+    server = AdsServer(cache, "127.0.0.1:0")
+    await server.start()
+    registry = server.registry
 
     def handle(command: tuple[Any, ...]) -> None:
         name = command[0]
@@ -213,8 +214,8 @@ async def _serve(conn: Connection) -> None:
             commands.close()
 
     commands = Commands(conn, handle)
-    conn.send(("ready", bound_port(server), dict(snapshot.versions), sizes, counts, os.getpid()))
+    conn.send(("ready", server.port, dict(snapshot.versions), sizes, counts, os.getpid()))
     await commands.closed.wait()
-    await stop_server(server, grace=1.0)
+    await server.stop(grace=1.0)
     with contextlib.suppress(OSError):
         conn.send(("stopped",))

@@ -6,25 +6,51 @@ Envoy's own uid (or its tunnels would be captured again: a loop), anything route
 leaves it), excluded CIDRs (the proxy's address, say) and excluded destination ports; REDIRECT every other TCP
 connection to Envoy's capture port.
 
+IPv6 is not captured (Envoy's capture listener is on 127.0.0.1), so it must not be a way around the policy: by
+default outbound IPv6 TCP is rejected at once with a TCP reset (same exceptions: Envoy's uid, loopback, excluded
+CIDRs and ports), in a chain of the same name in ip6tables' `filter` table, and a client that tries IPv6 first falls
+back to IPv4 without waiting. `--ipv6 leave` leaves IPv6 alone (for pods whose IPv6 traffic is governed elsewhere).
+With IPv6 off in the kernel there is nothing to reject and ip6tables is not needed.
+
 Applying is idempotent (the chain is rebuilt, the jump added once) and `clean` removes exactly what was added.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import enum
 import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from egress_xds.defaults import CAPTURE_PORT
+from egress_xds.policy.destinations import DestinationError, parse_address_or_network
 
 CHAIN = "EGRESS_XDS_OUTPUT"
-TABLE = "nat"
 DEFAULT_ENVOY_UID = 1337
 LOOPBACK = "127.0.0.0/8"
+LOOPBACK_6 = "::1/128"
 LOOPBACK_INTERFACE = "lo"  # the route to every address of the pod itself
 IPTABLES_WAIT_SECONDS = "5"
+IPV6_ADDRESSES = Path("/proc/net/if_inet6")  # absent when the kernel has IPv6 off
+
+
+class Ipv6Handling(enum.Enum):
+    REJECT = "reject"
+    LEAVE = "leave"
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One iptables table of one address family: the command and the table name."""
+
+    command: str
+    name: str
+
+
+_CAPTURE_TABLE = _Table("iptables", "nat")
+_IPV6_TABLE = _Table("ip6tables", "filter")
 
 
 class CaptureError(Exception):
@@ -37,73 +63,116 @@ class CaptureSettings:
     envoy_uid: int = DEFAULT_ENVOY_UID
     exclude_cidrs: tuple[str, ...] = field(default_factory=tuple)
     exclude_ports: tuple[int, ...] = field(default_factory=tuple)
+    ipv6: Ipv6Handling = Ipv6Handling.REJECT
 
     def __post_init__(self) -> None:
         for cidr in self.exclude_cidrs:
             try:
-                ipaddress.IPv4Network(cidr, strict=False)
-            except ValueError:
-                raise CaptureError(f"--exclude-cidr {cidr!r}: not an IPv4 address or CIDR") from None
+                parse_address_or_network(cidr)
+            except DestinationError as error:
+                raise CaptureError(f"--exclude-cidr: {error}") from None
         for port in (self.port, *self.exclude_ports):
             if not 1 <= port <= 65535:
                 raise CaptureError(f"port {port} out of range (expected 1-65535)")
 
 
 def chain_rules(settings: CaptureSettings) -> list[list[str]]:
-    """The rules of our chain, in order, as iptables arguments after `-t nat`."""
+    """The rules of our IPv4 chain, in order, as iptables arguments after `-t nat`."""
+    redirect = ["-p", "tcp", "-j", "REDIRECT", "--to-ports", str(settings.port)]
+    return _rules(settings, LOOPBACK, 4, redirect)
+
+
+def ipv6_chain_rules(settings: CaptureSettings) -> list[list[str]]:
+    """The rules of our IPv6 chain, as ip6tables arguments after `-t filter`: the same exceptions, then a reset."""
+    return _rules(settings, LOOPBACK_6, 6, ["-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"])
+
+
+def _rules(settings: CaptureSettings, loopback: str, version: int, last: list[str]) -> list[list[str]]:
+    cidrs = [cidr for cidr in settings.exclude_cidrs if parse_address_or_network(cidr).version == version]
     rules = [["-A", CHAIN, "-m", "owner", "--uid-owner", str(settings.envoy_uid), "-j", "RETURN"]]
     rules.append(["-A", CHAIN, "-o", LOOPBACK_INTERFACE, "-j", "RETURN"])
-    rules.append(["-A", CHAIN, "-d", LOOPBACK, "-j", "RETURN"])
-    rules += [["-A", CHAIN, "-d", cidr, "-j", "RETURN"] for cidr in settings.exclude_cidrs]
+    rules.append(["-A", CHAIN, "-d", loopback, "-j", "RETURN"])
+    rules += [["-A", CHAIN, "-d", cidr, "-j", "RETURN"] for cidr in cidrs]
     rules += [["-A", CHAIN, "-p", "tcp", "--dport", str(port), "-j", "RETURN"] for port in settings.exclude_ports]
-    rules.append(["-A", CHAIN, "-p", "tcp", "-j", "REDIRECT", "--to-ports", str(settings.port)])
+    rules.append(["-A", CHAIN, *last])
     return rules
 
 
 JUMP = ["OUTPUT", "-p", "tcp", "-j", CHAIN]
 
 
+def _plan(settings: CaptureSettings) -> list[tuple[_Table, list[list[str]]]]:
+    """Each table to fill, with its rules: IPv4 capture, and the IPv6 reset where IPv6 is on and not left alone."""
+    plan = [(_CAPTURE_TABLE, chain_rules(settings))]
+    if settings.ipv6 is Ipv6Handling.REJECT and IPV6_ADDRESSES.exists():
+        plan.append((_IPV6_TABLE, ipv6_chain_rules(settings)))
+    return plan
+
+
 def dry_run(settings: CaptureSettings) -> list[str]:
     """The commands `apply` would run, one per line, for humans and init containers' logs."""
-    commands = [["-N", CHAIN], ["-F", CHAIN], *chain_rules(settings), ["-A", *JUMP]]
-    return [" ".join(["iptables", "-t", TABLE, *command]) for command in commands]
+    lines = []
+    for table, rules in _plan(settings):
+        commands = [["-N", CHAIN], ["-F", CHAIN], *rules, ["-A", *JUMP]]
+        lines += [" ".join([table.command, "-t", table.name, *command]) for command in commands]
+    return lines
 
 
 def apply(settings: CaptureSettings) -> None:
-    """Install (or rebuild) the rules. Running it twice leaves the same rules as running it once."""
-    iptables = _iptables_binary()
-    if _run(iptables, ["-L", CHAIN, "-n"], check=False).returncode != 0:
-        _run(iptables, ["-N", CHAIN])
-    _run(iptables, ["-F", CHAIN])
-    for rule in chain_rules(settings):
-        _run(iptables, rule)
-    if _run(iptables, ["-C", *JUMP], check=False).returncode != 0:
-        _run(iptables, ["-A", *JUMP])
+    """Install (or rebuild) the rules. Running it twice leaves the same rules as running it once; running it with
+    `--ipv6 leave` after a run without removes the IPv6 rules."""
+    plan = _plan(settings)
+    for table, rules in plan:
+        binary = _binary(table)
+        if _run(binary, table, ["-L", CHAIN, "-n"], check=False).returncode != 0:
+            _run(binary, table, ["-N", CHAIN])
+        _run(binary, table, ["-F", CHAIN])
+        for rule in rules:
+            _run(binary, table, rule)
+        if _run(binary, table, ["-C", *JUMP], check=False).returncode != 0:
+            _run(binary, table, ["-A", *JUMP])
+    if all(table is not _IPV6_TABLE for table, _ in plan):
+        _remove(_IPV6_TABLE)
 
 
 def clean() -> None:
-    """Remove the jump and our chain; nothing else is touched. Cleaning twice is not an error."""
-    iptables = _iptables_binary()
-    while _run(iptables, ["-C", *JUMP], check=False).returncode == 0:
-        _run(iptables, ["-D", *JUMP])
-    if _run(iptables, ["-L", CHAIN, "-n"], check=False).returncode == 0:
-        _run(iptables, ["-F", CHAIN])
-        _run(iptables, ["-X", CHAIN])
+    """Remove the jumps and our chains; nothing else is touched. Cleaning twice is not an error."""
+    _binary(_CAPTURE_TABLE)  # says what to install when iptables is missing
+    for table in (_CAPTURE_TABLE, _IPV6_TABLE):
+        _remove(table)
 
 
-def _iptables_binary() -> str:
-    found = shutil.which("iptables") or shutil.which("iptables", path="/usr/sbin:/sbin")
+def _remove(table: _Table) -> None:
+    binary = _find(table.command)
+    if binary is None:
+        return  # no ip6tables: no IPv6 rules were ever added
+    while _run(binary, table, ["-C", *JUMP], check=False).returncode == 0:
+        _run(binary, table, ["-D", *JUMP])
+    if _run(binary, table, ["-L", CHAIN, "-n"], check=False).returncode == 0:
+        _run(binary, table, ["-F", CHAIN])
+        _run(binary, table, ["-X", CHAIN])
+
+
+def _find(command: str) -> str | None:
+    return shutil.which(command) or shutil.which(command, path="/usr/sbin:/sbin")
+
+
+def _binary(table: _Table) -> str:
+    found = _find(table.command)
     if found is None:
-        raise CaptureError("iptables not found: install it (Debian/Ubuntu: apt-get install iptables)")
+        hint = " or pass --ipv6 leave" if table is _IPV6_TABLE else ""
+        raise CaptureError(f"{table.command} not found: install it (Debian/Ubuntu: apt-get install iptables){hint}")
     return found
 
 
-def _run(iptables: str, arguments: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
-    command = [iptables, "-w", IPTABLES_WAIT_SECONDS, "-t", TABLE, *arguments]
+def _run(
+    binary: str, table: _Table, arguments: Sequence[str], *, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    command = [binary, "-w", IPTABLES_WAIT_SECONDS, "-t", table.name, *arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     if check and result.returncode != 0:
         message = result.stderr.strip() or f"exit code {result.returncode}"
         if "Permission denied" in message or "must be root" in message:
-            raise CaptureError(f"iptables needs root or CAP_NET_ADMIN ({message})")
-        raise CaptureError(f"`iptables -t {TABLE} {' '.join(arguments)}` failed: {message}")
+            raise CaptureError(f"{table.command} needs root or CAP_NET_ADMIN ({message})")
+        raise CaptureError(f"`{table.command} -t {table.name} {' '.join(arguments)}` failed: {message}")
     return result

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from egress_xds import __version__, yaml_text
-from egress_xds.defaults import CAPTURE_PORT, FILE_DEBOUNCE_MS, SERVE_LISTEN, SERVER_ADDRESS
+from egress_xds.defaults import (
+    CAPTURE_PORT,
+    DRAIN_WINDOW_SECONDS,
+    FILE_DEBOUNCE_MS,
+    MAX_CONNECTION_AGE_SECONDS,
+    SERVE_LISTEN,
+    SERVER_ADDRESS,
+)
+from egress_xds.durations import format_duration, parse_duration
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
@@ -189,6 +197,12 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument(
         "--exclude-port", action="append", type=int, default=[], metavar="PORT", help="leave this port alone"
     )
+    capture.add_argument(
+        "--ipv6",
+        choices=("reject", "leave"),
+        default="reject",
+        help="outbound IPv6 TCP is not captured: reset it at once (default), or leave it alone",
+    )
     capture_mode = capture.add_mutually_exclusive_group()
     capture_mode.add_argument("--dry-run", action="store_true", help="print the iptables commands, change nothing")
     capture_mode.add_argument("--clean", action="store_true", help="remove exactly the rules capture added")
@@ -259,6 +273,20 @@ def _parser() -> argparse.ArgumentParser:
         "--health-listen",
         metavar="HOST:PORT",
         help="also serve grpc.health.v1 alone, in plaintext, here (for probes that cannot do TLS, e.g. the kubelet's)",
+    )
+    serve.add_argument(
+        "--drain-window",
+        type=_drain_window,
+        default=format_duration(DRAIN_WINDOW_SECONDS),
+        metavar="DURATION",
+        help="at shutdown, close the streams evenly over this time, 0: all at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--max-connection-age",
+        type=_connection_age,
+        default=format_duration(MAX_CONNECTION_AGE_SECONDS),
+        metavar="DURATION",
+        help="close each connection after this time, +-10%%, so Envoys rebalance; 0: unlimited (default %(default)s)",
     )
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.add_argument(
@@ -365,6 +393,29 @@ def _seconds(text: str) -> float:
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 0 or more seconds")
     return value
+
+
+# gRPC core takes the age in milliseconds, as a 32-bit int.
+MAX_CONNECTION_AGE_LIMIT_SECONDS = (2**31 - 1) / 1000
+
+
+def _bounded_duration(text: str, most: float, most_text: str) -> float:
+    """`parse_duration` for argparse: a bad value is a usage error that names the flag (argparse adds it)."""
+    try:
+        value = parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if value > most:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {most_text}")
+    return value
+
+
+def _drain_window(text: str) -> float:
+    return _bounded_duration(text, 3600.0, "1h")
+
+
+def _connection_age(text: str) -> float:
+    return _bounded_duration(text, MAX_CONNECTION_AGE_LIMIT_SECONDS, "596h (gRPC's limit)")
 
 
 def _node_arguments(parser: argparse.ArgumentParser) -> None:
@@ -735,13 +786,14 @@ def _capture(args: argparse.Namespace) -> int:
     try:
         if args.clean:
             capture.clean()
-            print(f"removed the {capture.CHAIN} chain and its jump from OUTPUT")
+            print(f"removed the {capture.CHAIN} chains and their jumps from OUTPUT")
             return EXIT_OK
         settings = capture.CaptureSettings(
             port=args.port,
             envoy_uid=args.envoy_uid,
             exclude_cidrs=tuple(args.exclude_cidr),
             exclude_ports=tuple(args.exclude_port),
+            ipv6=capture.Ipv6Handling(args.ipv6),
         )
         if args.dry_run:
             print("\n".join(capture.dry_run(settings)))
@@ -749,7 +801,8 @@ def _capture(args: argparse.Namespace) -> int:
         capture.apply(settings)
     except capture.CaptureError as error:
         raise CommandFailed(str(error)) from None
-    print(f"outbound TCP now goes to port {args.port}, except uid {args.envoy_uid}, loopback and exclusions")
+    ipv6 = "IPv6 TCP is reset" if args.ipv6 == "reject" else "IPv6 is left alone"
+    print(f"outbound TCP now goes to port {args.port}, except uid {args.envoy_uid}, loopback and exclusions; {ipv6}")
     return EXIT_OK
 
 
@@ -790,6 +843,8 @@ def _serve(args: argparse.Namespace) -> int:
         tls=tls,
         admin_identities=admin_identities,
         health_address=args.health_listen,
+        drain_window=args.drain_window,
+        max_connection_age=args.max_connection_age,
     )
     try:
         asyncio.run(serve(options))

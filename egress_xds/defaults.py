@@ -13,3 +13,11 @@ CAPTURE_PORT = 15001
 
 # File changes within this time are coalesced into one reload (editors write a file in several steps).
 FILE_DEBOUNCE_MS = 200
+
+# `serve --drain-window`: at shutdown, the streams are closed evenly over this time, so that the fleet reconnects to
+# the other replicas over seconds, not in one burst. With `serve`'s 5 s grace this ends within 10 s, well inside
+# Kubernetes' default 30 s termination grace period.
+DRAIN_WINDOW_SECONDS = 5.0
+# `serve --max-connection-age`: connections are closed after this time (gRPC core jitters it by +-10%), so that a
+# fleet rebalances over the replicas after a scale-up. Envoy Gateway's xDS server caps connections at 10-12 h.
+MAX_CONNECTION_AGE_SECONDS = 10 * 3600.0

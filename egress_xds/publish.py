@@ -21,6 +21,10 @@ from egress_xds.xds.snapshot import Snapshot
 
 _log = logging.getLogger("egress_xds.publish")
 
+# A build in a worker thread that another publish overtook is built again there this many times in all, then on the
+# loop (where nothing can overtake it): a burst of publishes cannot keep one waiting forever.
+_OVERTAKEN_BUILDS_IN_THREAD = 3
+
 
 @dataclass(frozen=True)
 class PublishReport:
@@ -74,11 +78,12 @@ class PolicyPublisher:
         """Build `current()` in a worker thread (translating a large policy takes seconds, and the event loop keeps
         serving every stream from the last snapshots meanwhile), then apply it on the loop. A publish applied in
         between (another source) may have made that build stale: it is then built again from `current()`."""
-        generation = self.generation
-        built = await asyncio.to_thread(build_snapshots, current())
-        if self.generation != generation:
-            built = build_snapshots(current())
-        return self.apply(built)
+        for _ in range(_OVERTAKEN_BUILDS_IN_THREAD):
+            generation = self.generation
+            built = await asyncio.to_thread(build_snapshots, current())
+            if self.generation == generation:
+                return self.apply(built)
+        return self.apply(build_snapshots(current()))  # overtaken every time: build where nothing can overtake it
 
     def apply(self, built: Build) -> PublishReport:
         """Swap the cache to `built`: only groups whose content changed wake their streams."""
@@ -99,3 +104,42 @@ class PolicyPublisher:
 def _selection(policies: PolicySet) -> list[tuple[str, object]]:
     """What decides a node's group: the policies' names and selectors, in order."""
     return [(policy.name, policy.selector) for policy in policies.policies]
+
+
+class CoalescedPublishes:
+    """Publishes `current()` off the loop, one build at a time, for a source whose changes arrive as events (the
+    Kubernetes watch): a request while a build runs is folded into one more build after it, so a burst of N events
+    costs at most two builds, and the event loop never translates."""
+
+    def __init__(
+        self,
+        publisher: PolicyPublisher,
+        current: Callable[[], PolicySet],
+        on_report: Callable[[PublishReport], None],
+    ) -> None:
+        self._publisher = publisher
+        self._current = current
+        self._on_report = on_report
+        self._requested = False
+        self._task: asyncio.Task[None] | None = None
+
+    def request(self) -> None:
+        """Publish soon (called on the event loop)."""
+        self._requested = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def idle(self) -> None:
+        """Wait until every requested publish has been applied."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    async def _run(self) -> None:
+        while self._requested:
+            self._requested = False
+            try:
+                report = await self._publisher.publish_off_loop(self._current)
+            except Exception:  # a policy that parsed must translate: this is a bug, and the next change may pass
+                _log.exception("internal error while publishing (a bug in egress-xds; the last snapshots stay)")
+                continue
+            self._on_report(report)

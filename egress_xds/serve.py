@@ -10,24 +10,21 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
-from grpc_health.v1.health import aio as health_aio
-
 from egress_xds.admin import DebugView, PolicyReloader, add_debug_services
 from egress_xds.admin.server import start_health_server
 from egress_xds.admin.write_access import WriteAccess
-from egress_xds.defaults import FILE_DEBOUNCE_MS, SERVE_LISTEN
+from egress_xds.defaults import DRAIN_WINDOW_SECONDS, FILE_DEBOUNCE_MS, MAX_CONNECTION_AGE_SECONDS, SERVE_LISTEN
 from egress_xds.listen_address import bind_failure
 from egress_xds.logs import scrub_logs
 from egress_xds.metrics import RELOADS, SNAPSHOT_BUILD_SECONDS, serve_metrics
 from egress_xds.policy.errors import ConfigError
 from egress_xds.policy.model import PolicySet
-from egress_xds.publish import PolicyPublisher, PublishReport
+from egress_xds.publish import CoalescedPublishes, PolicyPublisher, PublishReport
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.file_watch import watch_policy_file
 from egress_xds.sources.kubernetes.layers import PolicyLayers
@@ -35,7 +32,7 @@ from egress_xds.sources.policy_source import PolicySource
 from egress_xds.sources.reloader import FILE_CHANGE, SIGNAL
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.identity import SpiffeId
-from egress_xds.xds.server import install_signal_handlers, registry_of, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 from egress_xds.xds.tls import ServerTls, TlsFilesError
 
 if TYPE_CHECKING:  # the kubernetes client is imported only with --kubernetes
@@ -58,6 +55,8 @@ class ServeOptions:
     tls: ServerTls | None = None  # --tls-cert / --tls-key / --client-ca; None: plaintext
     admin_identities: frozenset[SpiffeId] = frozenset()  # --admin-identity: may call Reload besides loopback
     health_address: str | None = None  # --health-listen: plaintext grpc.health.v1 only (probes without TLS)
+    drain_window: float = DRAIN_WINDOW_SECONDS  # --drain-window: spread the closing of streams at shutdown
+    max_connection_age: float = MAX_CONNECTION_AGE_SECONDS  # --max-connection-age: 0 is unlimited
 
 
 class StartupError(Exception):
@@ -120,24 +119,14 @@ async def _serve(
     )
     reloader.loaded(policies)
 
-    health: list[health_aio.HealthServicer] = []
-
-    async def add_debug(server: grpc.aio.Server) -> None:
-        state = DebugView(
-            publisher.cache,
-            registry_of(server),
-            policies=lambda: publisher.policies,
-            source=_source(options),
-            reloader=reloader,
-            scrubber=scrubber,
-            write_access=WriteAccess(
-                options.admin_identities, verifies_clients=options.tls is not None and options.tls.verifies_clients
-            ),
-        )
-        health.append(await add_debug_services(server, state))
-
     try:
-        server = await start_server(publisher.cache, options.listen, before_start=add_debug, tls=options.tls)
+        server = AdsServer(
+            publisher.cache,
+            options.listen,
+            tls=options.tls,
+            drain_window=options.drain_window,
+            max_connection_age=options.max_connection_age,
+        )
     except TlsFilesError as error:
         if kubernetes is not None:
             await kubernetes.stop()
@@ -146,19 +135,32 @@ async def _serve(
         if kubernetes is not None:
             await kubernetes.stop()
         raise StartupError(f"cannot listen on {options.listen}: {bind_failure(options.listen)}") from None
+    state = DebugView(
+        publisher.cache,
+        server.registry,
+        policies=lambda: publisher.policies,
+        source=_source(options),
+        reloader=reloader,
+        scrubber=scrubber,
+        write_access=WriteAccess(
+            options.admin_identities, verifies_clients=options.tls is not None and options.tls.verifies_clients
+        ),
+    )
+    health = await add_debug_services(server, state)
+    await server.start()
     health_server = None
     if options.health_address is not None:
         try:
-            health_server, health_port = await start_health_server(options.health_address, health[0])
+            health_server, health_port = await start_health_server(options.health_address, health)
         except RuntimeError:
-            await stop_server(server, grace=0)
+            await server.stop(grace=0)
             if kubernetes is not None:
                 await kubernetes.stop()
             reason = bind_failure(options.health_address)
             raise StartupError(f"cannot listen on {options.health_address} (health): {reason}") from None
         _log.info("health (grpc.health.v1, plaintext) on %s (port %d)", options.health_address, health_port)
     stopped = asyncio.Event()
-    install_signal_handlers(server, SHUTDOWN_GRACE_SECONDS, on_stop=stopped.set)
+    stop_on_signals(server, SHUTDOWN_GRACE_SECONDS, on_stop=stopped.set)
     remove_reload_signal = _reload_on_sighup(reloader)
     watcher = None
     if options.config is not None:
@@ -199,6 +201,31 @@ def _warn_about_trust(tls: ServerTls | None, listen: str) -> None:
     )
 
 
+def stop_on_signals(
+    server: AdsServer,
+    grace: float,
+    on_stop: Callable[[], None],
+    signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
+) -> None:
+    """On SIGTERM / SIGINT, `server.stop(grace)` (health NOT_SERVING, streams closed over the drain window), then
+    `on_stop`. A second signal while stopping changes nothing."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def stop() -> None:
+        await server.stop(grace)
+        on_stop()
+
+    def handle(signum: signal.Signals) -> None:
+        _log.info("received %s", signum.name)
+        task = loop.create_task(stop())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    for signum in signals:
+        loop.add_signal_handler(signum, handle, signum)
+
+
 def _reload_on_sighup(reloader: PolicyReloader) -> Callable[[], None]:
     """SIGHUP re-reads the policy source (as nginx, squid and haproxy do). Returns a function that undoes it."""
     loop = asyncio.get_running_loop()
@@ -237,8 +264,13 @@ async def _start_kubernetes(
         return None
     from egress_xds.sources.kubernetes.source import KubernetesSource
 
+    publishes = CoalescedPublishes(
+        publisher, layers.current, lambda report: _report_publish(report, layers.current(), "kubernetes: published")
+    )
+
     def changed(policies: PolicySet) -> None:
-        _report_publish(publisher.publish(layers.with_kubernetes(policies)), layers.current(), "kubernetes: published")
+        layers.with_kubernetes(policies)
+        publishes.request()
 
     source = KubernetesSource(options.kubernetes, changed, environ=options.environ)
     _log.info("waiting for the first list of EgressProxy, ClusterEgressProxy and Secret resources")

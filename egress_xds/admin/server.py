@@ -21,14 +21,16 @@ from egress_xds.admin import csds, service
 from egress_xds.admin.state import DebugView
 from egress_xds.traffic import service as traffic_service
 from egress_xds.xds import server as xds_server
+from egress_xds.xds.server import AdsServer
 
 
-async def add_debug_services(server: grpc.aio.Server, state: DebugView) -> health_aio.HealthServicer:
-    """Register health, CSDS, admin and reflection on a server made by `xds.create_server` (before `start`).
+async def add_debug_services(ads: AdsServer, state: DebugView) -> health_aio.HealthServicer:
+    """Register health, CSDS, admin and reflection on an `AdsServer`'s gRPC server (before `start`).
 
-    Health reports SERVING for the server ("") and for each service, and NOT_SERVING as soon as `stop_server`
+    Health reports SERVING for the server ("") and for each service, and NOT_SERVING as soon as `stop`
     begins, so a load balancer stops sending new Envoys to a replica that is going away.
     """
+    server = ads.grpc
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     csds.ClientStatusService(state).add_to_server(server)
@@ -44,7 +46,7 @@ async def add_debug_services(server: grpc.aio.Server, state: DebugView) -> healt
     for name in ("", *served):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection((*served, reflection.SERVICE_NAME), server)
-    xds_server.on_stopping(server, health_servicer.enter_graceful_shutdown)
+    ads.on_stopping(health_servicer.enter_graceful_shutdown)
     return health_servicer
 
 

@@ -30,7 +30,7 @@ from egress_xds.publish import PolicyPublisher
 from egress_xds.translate.bootstrap import ads_bootstrap
 from egress_xds.translate.envoy_admin import AdminTcp
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.server import start_server, stop_server
+from egress_xds.xds.server import AdsServer
 
 DEMO_USER = "demo"
 POLICY_TEMPLATE = """
@@ -89,7 +89,8 @@ class Demo:
             cache = SnapshotCache(lambda node: None)
             publisher = PolicyPublisher(cache)
             publisher.publish(self.parse(self.policy_text(self.ports["proxy"], with_auth=True)))
-            loop_server = await start_server(cache, f"127.0.0.1:{self.ports['xds']}")
+            loop_server = AdsServer(cache, f"127.0.0.1:{self.ports['xds']}")
+            await loop_server.start()
             self.step("starting Envoy, bootstrapped from `egress-xds bootstrap --mode standalone`")
             envoy = await asyncio.to_thread(self.start_envoy)
             self.children.append(envoy)
@@ -109,7 +110,7 @@ class Demo:
             self.say(f"    FAILED: {error}")
         finally:
             if loop_server is not None:
-                await stop_server(loop_server, grace=1.0)
+                await loop_server.stop(grace=1.0)
             self.cleanup()
         return bool(self.results) and all(ok for _, ok in self.results)
 

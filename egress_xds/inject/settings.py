@@ -264,15 +264,13 @@ def check(settings: InjectSettings) -> InjectSettings:
 
 
 def exclude_cidrs(values: tuple[str, ...] | list[str], where: str) -> tuple[str, ...]:
-    """IPv4 addresses or CIDRs (what `egress-xds capture --exclude-cidr` takes), normalized; ValueError."""
+    """IP addresses or CIDRs (what `egress-xds capture --exclude-cidr` takes), normalized; ValueError."""
     found: list[str] = []
     for value in values:
         try:
             network = parse_address_or_network(value.strip())
         except DestinationError as error:
             raise SettingError(where, f"{error}") from None
-        if network.version != 4:
-            raise SettingError(where, f"{network} is IPv6; capture handles IPv4 only")
         if str(network) not in found:
             found.append(str(network))
     return tuple(found)

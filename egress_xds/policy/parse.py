@@ -28,6 +28,7 @@ from egress_xds.policy.destinations import (
     parse_port,
 )
 from egress_xds.policy.errors import ConfigError, ConfigIssue, describe
+from egress_xds.policy.files import read_regular_file
 from egress_xds.policy.keys import (
     ACTION_PROXY_KEYS,
     ENDPOINT_KEYS,
@@ -76,6 +77,8 @@ INLINE_PROXY_NAMES = {"httpProxy": "http-proxy", "httpsProxy": "https-proxy"}
 MAX_ISSUES = 100
 # Durations of a health check (Envoy accepts more, but an interval beyond an hour checks nothing).
 MAX_DURATION_MS = 3_600_000
+# credentialsFile and caFile: a CA bundle as large as a platform's (Debian's is ~220 KB) fits with room to spare.
+MAX_REFERENCED_FILE_BYTES = 1024 * 1024
 UINT32_MAX = 2**32 - 1
 
 
@@ -137,10 +140,15 @@ class _Context:
         if not file_path.is_absolute() and self.base_dir is not None:
             file_path = self.base_dir / file_path
         try:
-            return file_path, file_path.read_text(encoding="utf-8")
+            content = read_regular_file(file_path, MAX_REFERENCED_FILE_BYTES)
         except OSError as exc:
             self.error(path, f"cannot read {file_path}: {exc.strerror}")
             return None
+        if len(content) > MAX_REFERENCED_FILE_BYTES:
+            self.error(path, f"{file_path}: larger than {MAX_REFERENCED_FILE_BYTES // 1024} KiB")
+            return None
+        try:
+            return file_path, content.decode("utf-8")
         except UnicodeDecodeError as exc:  # its bytes are never quoted: the file may hold a password
             self.error(path, f"{file_path}: not UTF-8 text (byte {exc.start + 1} is not valid UTF-8)")
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from egress_xds.policy.errors import ConfigError, ConfigIssue
+from egress_xds.policy.files import read_regular_file
 from egress_xds.policy.model import PolicySet
 from egress_xds.policy.parse import parse_document_with_warnings
 from egress_xds.policy.yaml_tree import MAX_DOCUMENT_BYTES, load_document, too_large_message
@@ -21,8 +22,7 @@ def load_policy_file_with_warnings(path: str | Path) -> tuple[PolicySet, tuple[C
     """`load_policy_file`, and what the file says that is read but worth a word (a CIDR with host bits set)."""
     file_path = Path(path)
     try:
-        with file_path.open("rb") as stream:
-            content = stream.read(MAX_DOCUMENT_BYTES + 1)  # never more than the limit, however large the file
+        content = read_regular_file(file_path, MAX_DOCUMENT_BYTES)  # never more than the limit, however large
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(file_path), None, "", f"cannot read: {exc.strerror}")]) from None
     return policy_from_bytes(content, file_path)

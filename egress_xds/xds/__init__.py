@@ -1,26 +1,17 @@
 """The xDS control plane proper: a serialize-once snapshot cache and ADS (SotW + Delta) over grpc.aio.
 
-Producers build a `Snapshot` per group of nodes and install it in a `SnapshotCache`; `start_server` serves it to
+Producers build a `Snapshot` per group of nodes and install it in a `SnapshotCache`; an `AdsServer` serves it to
 Envoys; the `StreamRegistry` says what each connected stream was sent, ACKed and NACKed.
 """
 
 from egress_xds.xds.cache import SnapshotCache, Watch
 from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry, TypeRecord
-from egress_xds.xds.server import (
-    SERVER_OPTIONS,
-    AggregatedDiscoveryService,
-    bound_port,
-    create_server,
-    install_signal_handlers,
-    on_stopping,
-    registry_of,
-    start_server,
-    stop_server,
-)
+from egress_xds.xds.server import SERVER_OPTIONS, AdsServer, AggregatedDiscoveryService
 from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
 
 __all__ = [
     "SERVER_OPTIONS",
+    "AdsServer",
     "AdsVariant",
     "AggregatedDiscoveryService",
     "PreparedResource",
@@ -31,11 +22,4 @@ __all__ = [
     "StreamRegistry",
     "TypeRecord",
     "Watch",
-    "bound_port",
-    "create_server",
-    "install_signal_handlers",
-    "on_stopping",
-    "registry_of",
-    "start_server",
-    "stop_server",
 ]

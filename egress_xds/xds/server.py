@@ -1,18 +1,29 @@
-"""The gRPC side: the AggregatedDiscoveryService servicer and a server with deliberate options.
+"""The gRPC side: the AggregatedDiscoveryService servicer and `AdsServer`, a server with deliberate options.
 
 Responses are written as bytes already in wire format (see `wire` and `snapshot`), so the service is registered
 with its own method handlers whose response serializer is the identity, instead of the generated
 `add_AggregatedDiscoveryServiceServicer_to_server` (which would insist on protobuf objects).
+
+How a fleet moves between replicas without a push storm:
+- Shutdown (`stop`): health turns NOT_SERVING, gRPC stops accepting connections and sends every connection a
+  GOAWAY, then the streams are ended with UNAVAILABLE spread over the drain window (`drain.py`). Envoy keeps its
+  configuration, and reconnects on a new connection, so to another replica.
+- Maximum connection age: gRPC core's `grpc.max_connection_age_ms`. A stream ended by the server alone would be
+  re-opened by Envoy on the same HTTP/2 connection, so to the same replica; a load balancer (a Kubernetes
+  Service) only balances connections. At its age, gRPC core sends the connection a GOAWAY (the age of each
+  connection is jittered by +-10% by gRPC core itself, so a fleet that connected at once does not reconnect at
+  once), and closes it `MAX_CONNECTION_AGE_GRACE_SECONDS` later: ADS streams never end by themselves. Envoy
+  reconnects on a new connection, where a Delta stream declares what it holds (`initial_resource_versions`: nothing
+  is sent) and a SotW stream is answered with the versions it holds (Envoy finds every listener and cluster
+  unchanged: no drain, no update).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -22,6 +33,7 @@ from egress_xds import metrics
 from egress_xds.defaults import SERVE_LISTEN
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.delta import DeltaStream
+from egress_xds.xds.drain import close_over
 from egress_xds.xds.identity import IdentityError, SpiffeId, identity_of
 from egress_xds.xds.registry import StreamRegistry
 from egress_xds.xds.sotw import SotwStream
@@ -60,6 +72,11 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.so_reuseport", 0),
 )
 
+# After a connection's maximum age, how long its streams may still run before gRPC core closes it. ADS streams
+# never end by themselves, so this is only how long an Envoy waits on a connection that received its GOAWAY;
+# long enough for a response being written (a few MiB) and its ACK.
+MAX_CONNECTION_AGE_GRACE_SECONDS = 5.0
+
 log = logging.getLogger("egress_xds.xds")
 
 
@@ -74,7 +91,7 @@ class AggregatedDiscoveryService:
         self.cache = cache
         self.registry = registry
         self.require_identity = require_identity  # serve --client-ca: every stream has a verified SPIFFE id
-        self._streams: set[AdsStream[Any]] = set()
+        self._streams: dict[AdsStream[Any], None] = {}  # ordered: the drain closes the oldest first
 
     async def StreamAggregatedResources(  # gRPC method name
         self, requests: AsyncIterator[DiscoveryRequest], context: grpc.aio.ServicerContext
@@ -107,12 +124,14 @@ class AggregatedDiscoveryService:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a client certificate with a SPIFFE id is required")
         return identity
 
-    def close_streams(self) -> int:
-        """End every stream (server shutdown). Returns how many were open."""
-        streams = list(self._streams)
-        for stream in streams:
+    def streams(self) -> list[AdsStream[Any]]:
+        """The open streams, oldest first."""
+        return list(self._streams)
+
+    def close_streams(self) -> None:
+        """End every open stream at once (with UNAVAILABLE)."""
+        for stream in list(self._streams):
             stream.close()
-        return len(streams)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         handlers = {
@@ -132,11 +151,11 @@ class AggregatedDiscoveryService:
     async def _serve(
         self, stream: AdsStream[Any], requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
     ) -> None:
-        self._streams.add(stream)
+        self._streams[stream] = None
         try:
             await stream.run(requests)
         finally:
-            self._streams.discard(stream)
+            self._streams.pop(stream, None)
         if stream.denied is not None:
             context.set_code(grpc.StatusCode.PERMISSION_DENIED)
             context.set_details(stream.denied)
@@ -149,130 +168,115 @@ class AggregatedDiscoveryService:
             context.set_details("egress-xds is shutting down")
 
 
-@dataclass
-class _Running:
-    service: AggregatedDiscoveryService
-    port: int
-    signal_tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    on_stopping: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    certificates: ReloadingCertificates | None = None
+def connection_age_options(
+    max_connection_age: float, grace: float = MAX_CONNECTION_AGE_GRACE_SECONDS
+) -> tuple[tuple[str, int], ...]:
+    """gRPC core's options for a maximum connection age in seconds (0: unlimited, gRPC's default)."""
+    if max_connection_age <= 0:
+        return ()
+    return (
+        ("grpc.max_connection_age_ms", max(1, round(max_connection_age * 1000))),
+        ("grpc.max_connection_age_grace_ms", round(grace * 1000)),
+    )
 
 
-_RUNNING: weakref.WeakKeyDictionary[grpc.aio.Server, _Running] = weakref.WeakKeyDictionary()
+class AdsServer:
+    """The ADS service on a bound gRPC server: `start()`, serve, `stop()`.
 
+    Binding happens here, so that callers can add services (the admin side) to `grpc` before `start`. With `tls`,
+    every service on the port is served over TLS only (see `tls.py`); with its client CA, a client must present a
+    certificate chaining to it and each ADS stream gets the certificate's SPIFFE identity. Raises TlsFilesError
+    when the certificate files cannot be used, RuntimeError when `listen` cannot be bound.
 
-def create_server(
-    cache: SnapshotCache,
-    listen: str = SERVE_LISTEN,
-    *,
-    registry: StreamRegistry | None = None,
-    options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
-    tls: ServerTls | None = None,
-) -> grpc.aio.Server:
-    """A bound, not yet started server with the ADS service, for callers that add services (admin) first.
-
-    With `tls`, every service on the port is served over TLS only (see `tls.py`); with its client CA, a client
-    must present a certificate chaining to it and each ADS stream gets the certificate's SPIFFE identity.
-    Raises TlsFilesError when the certificate files cannot be used.
+    `drain_window`: `stop` spreads the closing of the streams over this many seconds (0: all at once).
+    `max_connection_age`: seconds after which a connection is closed, with gRPC core's +-10% jitter, so that load
+    spreads again after a scale-up (0: unlimited). See the module's docstring for how Envoy takes both.
     """
-    certificates = ReloadingCertificates(tls) if tls is not None else None
-    service = AggregatedDiscoveryService(
-        cache,
-        registry if registry is not None else StreamRegistry(),
-        require_identity=tls is not None and tls.verifies_clients,
-    )
-    server = grpc.aio.server(options=tuple(options))
-    service.add_to_server(server)
-    if certificates is not None:
-        port = server.add_secure_port(listen, certificates.credentials())
-    else:
-        port = server.add_insecure_port(listen)
-    if port == 0:  # older gRPC returned 0 instead of raising
-        raise RuntimeError(f"cannot listen on {listen}")
-    _RUNNING[server] = _Running(service, port, certificates=certificates)
-    return server
 
+    def __init__(
+        self,
+        cache: SnapshotCache,
+        listen: str = SERVE_LISTEN,
+        *,
+        registry: StreamRegistry | None = None,
+        options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
+        tls: ServerTls | None = None,
+        drain_window: float = 0.0,
+        max_connection_age: float = 0.0,
+        max_connection_age_grace: float = MAX_CONNECTION_AGE_GRACE_SECONDS,
+    ) -> None:
+        self.listen = listen
+        self.drain_window = drain_window
+        self.max_connection_age = max_connection_age
+        self._tls = tls
+        self.certificates = ReloadingCertificates(tls) if tls is not None else None
+        self._service = AggregatedDiscoveryService(
+            cache,
+            registry if registry is not None else StreamRegistry(),
+            require_identity=tls is not None and tls.verifies_clients,
+        )
+        age_options = connection_age_options(max_connection_age, max_connection_age_grace)
+        self.grpc = grpc.aio.server(options=(*options, *age_options))
+        self._service.add_to_server(self.grpc)
+        if self.certificates is not None:
+            self.port = self.grpc.add_secure_port(listen, self.certificates.credentials())
+        else:
+            self.port = self.grpc.add_insecure_port(listen)
+        if self.port == 0:  # older gRPC returned 0 instead of raising
+            raise RuntimeError(f"cannot listen on {listen}")
+        self._on_stopping: list[Callable[[], Awaitable[None]]] = []
+        self._stopped: asyncio.Task[None] | None = None
 
-async def start_server(
-    cache: SnapshotCache,
-    listen: str = SERVE_LISTEN,
-    *,
-    registry: StreamRegistry | None = None,
-    options: Iterable[tuple[str, Any]] = SERVER_OPTIONS,
-    before_start: Callable[[grpc.aio.Server], Awaitable[None]] | None = None,
-    tls: ServerTls | None = None,
-) -> grpc.aio.Server:
-    """Start serving ADS on `listen` (port 0: the OS picks one, see `bound_port`). `before_start` may add
-    services (the admin side) to the bound server before it starts."""
-    server = create_server(cache, listen, registry=registry, options=options, tls=tls)
-    if before_start is not None:
-        await before_start(server)
-    await server.start()
-    log.info(
-        "ADS server listening on %s (port %d) over %s",
-        listen,
-        bound_port(server),
-        "plaintext" if tls is None else "TLS, client certificates required" if tls.verifies_clients else "TLS",
-    )
-    return server
+    @property
+    def registry(self) -> StreamRegistry:
+        return self._service.registry
 
+    def streams(self) -> list[AdsStream[Any]]:
+        """The open ADS streams, oldest first (tests, debugging)."""
+        return self._service.streams()
 
-def bound_port(server: grpc.aio.Server) -> int:
-    """The port a server made by `create_server` / `start_server` listens on."""
-    return _RUNNING[server].port
+    def on_stopping(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Await `callback` when `stop` begins, before streams close (e.g. health turns NOT_SERVING)."""
+        self._on_stopping.append(callback)
 
+    async def start(self) -> None:
+        await self.grpc.start()
+        tls = self._tls
+        log.info(
+            "ADS server listening on %s (port %d) over %s, max connection age %s",
+            self.listen,
+            self.port,
+            "plaintext" if tls is None else "TLS, client certificates required" if tls.verifies_clients else "TLS",
+            f"{self.max_connection_age:g}s" if self.max_connection_age > 0 else "unlimited",
+        )
 
-def registry_of(server: grpc.aio.Server) -> StreamRegistry:
-    """The stream registry of a server made by `create_server` / `start_server`."""
-    return _RUNNING[server].service.registry
+    async def stop(self, grace: float = 5.0) -> None:
+        """Graceful stop: refuse new connections and streams, end ours over the drain window, then give in-flight
+        writes `grace` seconds. A second call waits for the first."""
+        if self._stopped is None:
+            self._stopped = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stopped)
 
-
-def certificates_of(server: grpc.aio.Server) -> ReloadingCertificates | None:
-    """The reloading certificates of a TLS server made by `create_server` (tests, the admin side)."""
-    return _RUNNING[server].certificates
-
-
-def streams_of(server: grpc.aio.Server) -> list[AdsStream[Any]]:
-    """The open ADS streams of a server made by `create_server` / `start_server` (tests, debugging)."""
-    return list(_RUNNING[server].service._streams)
-
-
-def on_stopping(server: grpc.aio.Server, callback: Callable[[], Awaitable[None]]) -> None:
-    """Await `callback` when `stop_server` begins, before streams close (e.g. health turns NOT_SERVING)."""
-    _RUNNING[server].on_stopping.append(callback)
-
-
-async def stop_server(server: grpc.aio.Server, grace: float = 5.0) -> None:
-    """Graceful stop: refuse new streams, end ours at once, give in-flight writes `grace` seconds."""
-    running = _RUNNING.get(server)
-    if running is not None:
-        for callback in running.on_stopping:
+    async def _stop(self, grace: float) -> None:
+        for callback in self._on_stopping:
             await callback()
-        closed = running.service.close_streams()
-        log.info("ADS server stopping: closing %d stream(s), grace %.1fs", closed, grace)
-    await server.stop(grace)
+        streams = self._service.streams()
+        log.info(
+            "ADS server stopping: closing %d stream(s) over %gs, grace %gs", len(streams), self.drain_window, grace
+        )
+        # GOAWAY first: an Envoy whose stream ends must reconnect on a new connection (to another replica), not
+        # open a new stream on this one. gRPC ends what still runs once the window and the grace have passed.
+        stopping = asyncio.ensure_future(self.grpc.stop(self.drain_window + grace))
+        await asyncio.sleep(0)
+        await close_over(streams, self.drain_window)
+        self._service.close_streams()  # streams that started meanwhile
+        await stopping
 
+    async def __aenter__(self) -> AdsServer:
+        await self.start()
+        return self
 
-def install_signal_handlers(
-    server: grpc.aio.Server,
-    grace: float = 5.0,
-    signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
-    on_stop: Callable[[], None] | None = None,
-) -> None:
-    """On SIGTERM / SIGINT, `stop_server(server, grace)` (then `on_stop`). Call from the running event loop."""
-    loop = asyncio.get_running_loop()
-    running = _RUNNING[server]
-
-    async def stop() -> None:
-        await stop_server(server, grace)
-        if on_stop is not None:
-            on_stop()
-
-    def handle(signum: signal.Signals) -> None:
-        log.info("received %s", signum.name)
-        task = loop.create_task(stop())
-        running.signal_tasks.add(task)
-        task.add_done_callback(running.signal_tasks.discard)
-
-    for signum in signals:
-        loop.add_signal_handler(signum, handle, signum)
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.stop(grace=0)

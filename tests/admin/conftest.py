@@ -17,7 +17,7 @@ from egress_xds.policy.model import PolicySet
 from egress_xds.scrub import SecretScrubber
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
-from egress_xds.xds.server import bound_port, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 from tests.xds.client import DeltaClient, SotwClient
 from tests.xds.conftest import Ads, group_by_metadata
 
@@ -27,7 +27,7 @@ class Debug:
     """The server, what the debug services read, and clients of both sides (xDS clients come from the
     tests/xds harness, on the same channel)."""
 
-    server: grpc.aio.Server
+    server: AdsServer
     state: DebugView
     channel: grpc.aio.Channel
     ads: Ads
@@ -38,7 +38,7 @@ class Debug:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{bound_port(self.server)}"
+        return f"127.0.0.1:{self.server.port}"
 
     def sotw(self, node_id: str = "node-1", group: str | None = "g1", **metadata: str) -> SotwClient:
         return self.ads.sotw(node_id, group, **metadata)
@@ -71,11 +71,10 @@ async def debug(policies: list[PolicySet]) -> AsyncIterator[Debug]:
     registry = StreamRegistry()
     state = DebugView(cache, registry, lambda: policies[0], "test", None, SecretScrubber(lambda: policies[0]))
 
-    async def add(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, state)
-
-    server = await start_server(cache, "127.0.0.1:0", registry=registry, before_start=add)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}")
+    server = AdsServer(cache, "127.0.0.1:0", registry=registry)
+    await add_debug_services(server, state)
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     harness = Debug(server, state, channel, Ads(cache, registry, channel))
     try:
         yield harness
@@ -83,4 +82,4 @@ async def debug(policies: list[PolicySet]) -> AsyncIterator[Debug]:
         for client in harness.ads.clients:
             await client.close()
         await channel.close()
-        await stop_server(server, grace=0)
+        await server.stop(grace=0)

@@ -27,7 +27,7 @@ from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
-from egress_xds.xds.server import bound_port, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 from tests.admin.conftest import Debug
 from tests.xds.client import DeltaClient, SotwClient, eventually
 from tests.xds.conftest import group_by_metadata
@@ -268,11 +268,10 @@ async def test_health_serves_every_service_and_turns_not_serving_on_stop() -> No
     cache = SnapshotCache(group_by_metadata)
     registry = StreamRegistry()
 
-    async def add(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, DebugView(cache, registry))
-
-    server = await start_server(cache, "127.0.0.1:0", registry=registry, before_start=add)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}") as channel:
+    server = AdsServer(cache, "127.0.0.1:0", registry=registry)
+    await add_debug_services(server, DebugView(cache, registry))
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for service in (
             "",
@@ -284,7 +283,7 @@ async def test_health_serves_every_service_and_turns_not_serving_on_stop() -> No
             assert answer.status == health_pb2.HealthCheckResponse.SERVING, service
         watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
-        stopping = asyncio.create_task(stop_server(server, grace=2))
+        stopping = asyncio.create_task(server.stop(grace=2))
         assert (await asyncio.wait_for(watch.read(), 5)).status == health_pb2.HealthCheckResponse.NOT_SERVING
         watch.cancel()
         await stopping

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "S3cretPw-cli-canary"
 GOOD = "httpsProxy: http://10.0.0.1:3128\n"
+FIFO_CREDENTIALS = "proxies: {corp: {url: 'http://10.0.0.1:3128', credentialsFile: fifo}}\nrules: []\n"
+HUGE_CA = "proxies: {corp: {url: 'https://10.0.0.1:3128', caFile: huge.pem}}\nrules: []\n"
 INJECT_BUG = (
     "import sys, egress_xds.cli as cli\n"
     "def broken(args):\n"
@@ -45,6 +47,11 @@ CASES = {
     "check a missing file": Case(("check", "--config", "{dir}/nope.yaml"), 1, "nope.yaml: cannot read"),
     "check an invalid file": Case(("check", "--config", "{invalid}"), 1, "invalid.yaml:1: rawTcp: "),
     "check a password without scheme": Case(("check", "--config", "{secret}"), 1, "secret.yaml:1: httpsProxy: "),
+    "check a directory": Case(("check", "--config", "{dir}"), 1, "cannot read: is a directory, not a regular file"),
+    "check a FIFO no one writes to": Case(("check", "--config", "{fifo}"), 1, "fifo: empty policy"),
+    "check a device": Case(("check", "--config", "/dev/zero"), 1, "/dev/zero: cannot read: is a character device"),
+    "check credentials in a FIFO": Case(("check", "--config", "{fifo_credentials}"), 1, "credentialsFile: "),
+    "check a huge caFile": Case(("check", "--config", "{huge_ca}"), 1, "caFile: {dir}/huge.pem: larger than 1024 KiB"),
     "check an empty environment": Case(("check", "--from-env"), 1, "environment: neither HTTP_PROXY"),
     "check -o yaml": Case(("check", "--config", "{good}", "-o", "yaml"), 2, "invalid choice: 'yaml'"),
     "render for no policy": Case(
@@ -74,6 +81,10 @@ CASES = {
         "cannot listen on {busy} (metrics): address already in use",
     ),
     "serve an invalid policy": Case(("serve", "--config", "{invalid}", "--listen", "127.0.0.1:0"), 1, "rawTcp"),
+    "capture a bad exclusion": Case(
+        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.300"), 1, "--exclude-cidr: '10.0.0.300' is not an IP"
+    ),
+    "capture a bad --ipv6": Case(("capture", "--dry-run", "--ipv6", "drop"), 2, "invalid choice: 'drop'"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),
     "an internal error": Case(
@@ -101,6 +112,9 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     busy.listen()
     closed = socket.socket()  # bound, never listening: connections are refused
     closed.bind(("127.0.0.1", 0))
+    fifo = directory / "fifo"
+    os.mkfifo(fifo)  # no writer: opening it for reading the ordinary way would wait forever
+    (directory / "huge.pem").write_bytes(b"#" * (1024 * 1024 + 1))
     try:
         yield {
             "dir": str(directory),
@@ -108,6 +122,9 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             "invalid": str(write_policy(directory, "rawTcp: maybe\n", "invalid.yaml")),
             "secret": str(write_policy(directory, f"httpsProxy: alice:{PASSWORD}@proxy:3128\n", "secret.yaml")),
             "selective": str(write_policy(directory, GOOD + "nodes: {id: 'team-a-*'}\n", "selective.yaml")),
+            "fifo": str(fifo),
+            "fifo_credentials": str(write_policy(directory, FIFO_CREDENTIALS, "fifo-credentials.yaml")),
+            "huge_ca": str(write_policy(directory, HUGE_CA, "huge-ca.yaml")),
             "busy": f"127.0.0.1:{busy.getsockname()[1]}",
             "closed": f"127.0.0.1:{closed.getsockname()[1]}",
         }

@@ -148,7 +148,7 @@ def setup(lab: Lab, upstreams: Upstreams, tmp_path_factory: pytest.TempPathFacto
         direct_ip=UPSTREAM_IP_2,
     )
     policy = write_policy(directory, text)
-    server = ServeProcess(lab, "pod", policy, directory / "serve.log", XDS, extra=("--metrics-address", METRICS))
+    server = ServeProcess(lab, "pod", policy, directory / "serve.log", XDS, args=("--metrics-address", METRICS))
     with (
         start_squid(lab, port=ACL_PORT, deny_domains=["other.example.test"]) as acl,
         start_squid(lab, port=AUTH_PORT, auth=(SQUID_USER, SQUID_PASSWORD)) as auth,

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,11 +77,11 @@ class ServeProcess:
     log_path: Path
     listen: str = "127.0.0.1:18000"
     proc: subprocess.Popen[bytes] | None = None
-    extra: tuple[str, ...] = ()  # more `serve` flags (e.g. --metrics-address)
+    args: Sequence[str] = ()  # more `serve` flags
 
     def start(self) -> ServeProcess:
         argv = [sys.executable, "-m", "egress_xds.cli", "serve", "--config", str(self.policy), "--listen", self.listen]
-        argv += self.extra
+        argv += self.args
         with self.log_path.open("ab") as log:
             self.proc = self.lab.popen(self.ns, argv, stdout=log, env={"PYTHONPATH": str(REPO_ROOT)})
         self.lab.wait_listening(self.ns, int(self.listen.rsplit(":", 1)[1]), timeout=20, proc=self.proc)

@@ -153,11 +153,19 @@ def test_exclusion_annotations_reach_the_capture_arguments() -> None:
     assert cidrs == ["10.96.0.0/12", "10.1.0.0/16", "192.168.1.5/32"] and ports == ["22", "5432"]
 
 
+def test_an_ipv6_exclusion_reaches_capture() -> None:
+    """capture resets IPv6 it does not capture; an excluded IPv6 CIDR is what may still go direct."""
+    pod = plain_pod()
+    pod["metadata"]["annotations"] = {EXCLUDE_CIDRS_ANNOTATION: "fd00::/8, 2001:db8::1"}
+    args = by_name(inject_pod(pod, SETTINGS).pod["spec"]["initContainers"])[CAPTURE_CONTAINER]["args"]
+    cidrs = [args[i + 1] for i, word in enumerate(args) if word == "--exclude-cidr"]
+    assert cidrs[-2:] == ["fd00::/8", "2001:db8::1/128"]
+
+
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
         (EXCLUDE_CIDRS_ANNOTATION, "10.0.0.0/33", "prefix length 33"),
-        (EXCLUDE_CIDRS_ANNOTATION, "fd00::/8", "IPv6"),
         (EXCLUDE_CIDRS_ANNOTATION, "db.internal", "not an IP address"),
         (EXCLUDE_PORTS_ANNOTATION, "http", "not a number"),
         (EXCLUDE_PORTS_ANNOTATION, "70000", "out of range"),

@@ -62,3 +62,53 @@ async def test_a_build_overtaken_by_another_publish_is_built_again_from_the_curr
     release.set()
     await pending
     assert served_port(publisher) == 2222  # never the stale 1111 build
+
+
+async def test_a_burst_of_event_publishes_costs_at_most_two_builds_all_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = PolicyPublisher(SnapshotCache(lambda node: None))
+    sets = [policies(tmp_path, 3000 + index) for index in range(20)]
+    current = {"policies": sets[0]}
+    build_threads: list[int] = []
+    build = publish_module.build_snapshots
+
+    def recording_build(policy_set: PolicySet) -> publish_module.Build:
+        build_threads.append(threading.get_ident())
+        return build(policy_set)
+
+    monkeypatch.setattr(publish_module, "build_snapshots", recording_build)
+    reports: list[publish_module.PublishReport] = []
+    publishes = publish_module.CoalescedPublishes(publisher, lambda: current["policies"], reports.append)
+    for policy_set in sets:  # twenty watch events in one turn of the loop
+        current["policies"] = policy_set
+        publishes.request()
+    await publishes.idle()
+    assert served_port(publisher) == 3019
+    assert 1 <= len(build_threads) <= 2 and len(reports) == len(build_threads)
+    assert threading.get_ident() not in build_threads
+
+
+async def test_an_internal_error_in_one_event_publish_does_not_stop_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher = PolicyPublisher(SnapshotCache(lambda node: None))
+    current = {"policies": policies(tmp_path, 4001)}
+    build = publish_module.build_snapshots
+    calls = {"count": 0}
+
+    def failing_once(policy_set: PolicySet) -> publish_module.Build:
+        calls["count"] += 1
+        if calls["count"] == 1:
+            raise KeyError("a bug in the translator")
+        return build(policy_set)
+
+    monkeypatch.setattr(publish_module, "build_snapshots", failing_once)
+    publishes = publish_module.CoalescedPublishes(publisher, lambda: current["policies"], lambda report: None)
+    publishes.request()
+    await publishes.idle()
+    assert "internal error while publishing" in caplog.text and not publisher.policies.policies
+    current["policies"] = policies(tmp_path, 4002)
+    publishes.request()
+    await publishes.idle()
+    assert served_port(publisher) == 4002

@@ -11,7 +11,7 @@ import pytest
 from egress_xds.policy.node import Node
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRecord, StreamRegistry
-from egress_xds.xds.server import bound_port, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 from tests.xds.client import DeltaClient, SotwClient, eventually, make_node
 
 GROUP_KEY = "group"
@@ -30,7 +30,7 @@ class Ads:
         cache: SnapshotCache,
         registry: StreamRegistry,
         channel: grpc.aio.Channel,
-        server: grpc.aio.Server | None = None,
+        server: AdsServer | None = None,
     ) -> None:
         self.server = server
         self.cache = cache
@@ -73,8 +73,9 @@ def cache() -> SnapshotCache:
 @pytest.fixture
 async def ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
     registry = StreamRegistry()
-    server = await start_server(cache, "127.0.0.1:0", registry=registry)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}")
+    server = AdsServer(cache, "127.0.0.1:0", registry=registry)
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     harness = Ads(cache, registry, channel, server)
     try:
         yield harness
@@ -82,4 +83,4 @@ async def ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
         for client in harness.clients:
             await client.close()
         await channel.close()
-        await stop_server(server, grace=0)
+        await server.stop(grace=0)

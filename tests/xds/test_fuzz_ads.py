@@ -30,7 +30,7 @@ from egress_xds.type_urls import ENDPOINT_TYPE_URL, ROUTE_TYPE_URL
 from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
-from egress_xds.xds.server import SERVICE_NAME, bound_port, start_server, stop_server
+from egress_xds.xds.server import SERVICE_NAME, AdsServer
 from tests.xds.client import SotwClient, make_node
 from tests.xds.conftest import group_by_metadata
 from tests.xds.data import cluster, listener, snapshot
@@ -220,8 +220,9 @@ async def _scenario(streams: list[FuzzStream]) -> None:
     cache = SnapshotCache(group_by_metadata)
     cache.set_snapshot("g1", FIRST)
     cache.set_snapshot("g2", FIRST)
-    server = await start_server(cache, "127.0.0.1:0", registry=StreamRegistry())
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}")
+    server = AdsServer(cache, "127.0.0.1:0", registry=StreamRegistry())
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     left: list[Any] = []
     try:
         fuzzing = asyncio.gather(*(_fuzz(channel, stream) for stream in streams))
@@ -239,7 +240,7 @@ async def _scenario(streams: list[FuzzStream]) -> None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await reader
         await channel.close()
-        await stop_server(server, grace=0)
+        await server.stop(grace=0)
 
 
 @given(st.lists(fuzz_streams(), min_size=1, max_size=4))

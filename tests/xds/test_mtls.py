@@ -29,7 +29,7 @@ from egress_xds.publish import PolicyPublisher
 from egress_xds.sources.file import policy_from_bytes
 from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.server import bound_port, certificates_of, registry_of, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 from egress_xds.xds.tls import ServerTls
 from tests.support.spiffe import Issued, SpiffeCA, replace_atomically, serial_of
 from tests.xds.client import DeltaClient, SotwClient, make_node
@@ -87,7 +87,7 @@ def pki(tmp_path: Path) -> Pki:
 
 @dataclass
 class Running:
-    server: grpc.aio.Server
+    server: AdsServer
     publisher: PolicyPublisher
     port: int
 
@@ -97,15 +97,11 @@ async def running(pki: Pki) -> AsyncIterator[Running]:
     publisher = PolicyPublisher(SnapshotCache(lambda node: None))
     publisher.publish(load(policy_text()))
 
-    async def debug(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, DebugView(publisher.cache, registry_of(server)))
-
     tls = ServerTls(pki.server.cert, pki.server.key, pki.ca.ca_pem)
-    server = await start_server(publisher.cache, "127.0.0.1:0", tls=tls, before_start=debug)
-    try:
-        yield Running(server, publisher, bound_port(server))
-    finally:
-        await stop_server(server, grace=0)
+    server = AdsServer(publisher.cache, "127.0.0.1:0", tls=tls)
+    await add_debug_services(server, DebugView(publisher.cache, server.registry))
+    async with server:
+        yield Running(server, publisher, server.port)
 
 
 async def all_responses(client: SotwClient, seconds: float = 1.0) -> list[bytes]:
@@ -162,7 +158,7 @@ async def test_claiming_another_namespace_is_denied_and_gets_nothing_of_it(
     assert after == before + 1
     (line,) = [record.getMessage() for record in caplog.records if "stream refused" in record.getMessage()]
     assert "'b'" in line and "'a'" in line and "spiffe://cluster.local/ns/a/sa/default" in line
-    assert registry_of(running.server).for_node("app-1") == []
+    assert running.server.registry.for_node("app-1") == []
 
 
 async def test_delta_streams_are_held_to_the_certificate_too(pki: Pki, running: Running) -> None:
@@ -297,7 +293,7 @@ async def test_the_server_certificate_rotates_under_an_open_stream(pki: Pki, run
         new_serial = serial_of(rotated.cert)
         replace_atomically(rotated, pki.server)
         assert await asyncio.to_thread(_served_serial, pki, running.port, cert) == new_serial
-        certificates = certificates_of(running.server)
+        certificates = running.server.certificates
         assert certificates is not None and certificates.reloads == 1
 
         # the stream opened before the rotation is still served: a policy change reaches it
@@ -320,3 +316,42 @@ async def test_a_half_written_rotation_keeps_the_last_good_certificate(pki: Pki,
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_the_client_trust_bundle_rotates_under_an_open_stream(pki: Pki, running: Running) -> None:
+    """A CA rotation as cert-manager's trust bundles do it: the new CA is added to the bundle, workloads move to it,
+    the old CA is removed. New handshakes follow the file; a stream opened under the old CA is not dropped."""
+    server_ca = pki.ca.ca_pem.read_bytes()  # what clients verify the server with, whatever the bundle holds
+
+    def channel(client: Issued) -> grpc.aio.Channel:
+        credentials = grpc.ssl_channel_credentials(server_ca, client.key.read_bytes(), client.cert.read_bytes())
+        return grpc.aio.secure_channel(f"127.0.0.1:{running.port}", credentials)
+
+    def write_bundle(*cas: SpiffeCA) -> None:
+        staged = pki.directory / "bundle.next"
+        staged.write_bytes(b"".join(ca.ca_pem.read_bytes() if ca is not pki.ca else server_ca for ca in cas))
+        staged.replace(pki.ca.ca_pem)
+
+    next_ca = SpiffeCA(pki.directory / "next", name="the next CA")
+    old_client = pki.ca.workload("b", "default")
+    new_client = next_ca.workload("b", "default")
+    async with channel(new_client) as refused:
+        assert await _health(refused) == "UNAVAILABLE"
+    async with channel(old_client) as long_lived:
+        stream = SotwClient(long_lived, make_node("app-b"))
+        await subscribe(stream)
+        assert await all_responses(stream, 0.5)
+
+        write_bundle(pki.ca, next_ca)
+        async with channel(new_client) as accepted:
+            assert await _health(accepted) == "SERVING"
+        write_bundle(next_ca)
+        async with channel(old_client) as after_removal:
+            assert await _health(after_removal) == "UNAVAILABLE"
+        async with channel(new_client) as accepted:
+            assert await _health(accepted) == "SERVING"
+
+        running.publisher.publish(load(policy_text(b_port=3129)))  # the old stream is still served
+        assert any(b"3129" in update for update in await all_responses(stream, 1.0))
+        assert not stream.ended.is_set()
+        await stream.close()

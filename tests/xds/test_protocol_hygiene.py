@@ -19,7 +19,7 @@ from egress_xds.logs import MAX_MESSAGE_CHARS, MAX_VALUE_CHARS, SecretFilter
 from egress_xds.scrub import SecretScrubber
 from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.type_urls import LISTENER_TYPE_URL as LDS
-from egress_xds.xds.server import SERVICE_NAME, streams_of
+from egress_xds.xds.server import SERVICE_NAME
 from egress_xds.xds.stream import MAX_QUEUED_REQUESTS, MAX_TYPES_PER_STREAM
 from tests.xds.client import DeltaClient, SotwClient, eventually, make_node
 from tests.xds.conftest import Ads
@@ -158,7 +158,7 @@ async def test_a_client_that_floods_without_reading_cannot_grow_the_queue(ads: A
 
     writer = asyncio.create_task(send_all())
     await asyncio.wait({writer}, timeout=3.0)
-    [stream] = streams_of(ads.server)
+    [stream] = ads.server.streams()
     assert stream.inbox_high_water <= MAX_QUEUED_REQUESTS
     if flood > 100:
         assert sent < flood, "the client was never held back"
@@ -174,7 +174,7 @@ async def test_an_ended_stream_is_freed_without_waiting_for_the_cyclic_collector
     client = ads.sotw() if protocol == "sotw" else ads.delta()
     await client.send(CDS, [])
     await client.recv()
-    [stream] = streams_of(ads.server)
+    [stream] = ads.server.streams()
     freed = weakref.ref(stream)
     del stream
     gc.collect()

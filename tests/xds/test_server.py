@@ -1,11 +1,16 @@
-"""The gRPC server around the protocol: stream records, log lines, shutdown, listening."""
+"""The gRPC server around the protocol: stream records, log lines, listening, and how streams end.
+
+Shutdown and the maximum connection age are checked from the clients' side: when each real gRPC client saw its
+stream end, with which status, and over which connection it came back.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
@@ -13,16 +18,11 @@ import pytest
 from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import AdsVariant
-from egress_xds.xds.server import (
-    bound_port,
-    create_server,
-    install_signal_handlers,
-    start_server,
-    stop_server,
-)
+from egress_xds.xds.server import AdsServer
 from tests.xds.client import SotwClient, eventually, make_node
 from tests.xds.conftest import Ads, group_by_metadata
 from tests.xds.data import cluster, snapshot
+from tests.xds.fleet import Fleet, most_within, own_connection, spread_evenly
 
 
 async def test_stream_record_tracks_sent_acked_and_nacked(ads: Ads) -> None:
@@ -71,36 +71,109 @@ async def test_connect_nack_and_disconnect_are_logged(ads: Ads, caplog: pytest.L
     assert "disconnected" in disconnected and "protocol=sotw" in disconnected
 
 
-async def test_stop_ends_streams_at_once_with_unavailable() -> None:
+# -- stopping --------------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def running(server: AdsServer, envoys: int) -> AsyncIterator[Fleet]:
+    await server.start()
+    clients = Fleet(f"127.0.0.1:{server.port}", envoys, {"group": "g1"})
+    try:
+        await clients.connect()
+        assert len(server.registry) == envoys
+        yield clients
+    finally:
+        await clients.close()
+        await server.stop(grace=0)
+
+
+def new_server(**settings: float) -> AdsServer:
+    """A bound server whose group "g1" has one cluster."""
     cache = SnapshotCache(group_by_metadata)
     cache.set_snapshot("g1", snapshot([cluster("a")]))
-    server = await start_server(cache, "127.0.0.1:0")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}") as channel:
-        client = SotwClient(channel, make_node("n", {"group": "g1"}))
-        await client.send(CDS, [])
-        await client.recv()
-        stop = asyncio.create_task(stop_server(server, grace=30))
-        await asyncio.wait_for(client.ended.wait(), 5)  # long before the 30 s grace
-        assert await client.call.code() == grpc.StatusCode.UNAVAILABLE
+    return AdsServer(cache, "127.0.0.1:0", **settings)
+
+
+async def test_stop_without_a_drain_window_ends_streams_at_once_with_unavailable() -> None:
+    server = new_server()
+    async with running(server, envoys=5) as envoys:
+        started = asyncio.get_running_loop().time()
+        stop = asyncio.create_task(server.stop(grace=30))
+        ended = await envoys.all_ended(timeout=5)  # long before the 30 s grace
+        assert ended[-1] - started < 1.0
+        assert await envoys.codes() == [grpc.StatusCode.UNAVAILABLE] * 5
         await asyncio.wait_for(stop, 5)
 
 
-async def test_signal_stops_the_server() -> None:
-    cache = SnapshotCache(group_by_metadata)
-    server = await start_server(cache, "127.0.0.1:0")
-    stopped = asyncio.Event()
-    install_signal_handlers(server, grace=1, signals=(signal.SIGUSR1,), on_stop=stopped.set)
-    os.kill(os.getpid(), signal.SIGUSR1)
-    await asyncio.wait_for(stopped.wait(), 5)
-    timed_out = await server.wait_for_termination(timeout=1)
-    assert not timed_out
+async def test_stop_spreads_the_closes_over_the_drain_window() -> None:
+    window, count = 1.5, 30
+    server = new_server(drain_window=window)
+    async with running(server, envoys=count) as envoys:
+        started = asyncio.get_running_loop().time()
+        stop = asyncio.create_task(server.stop(grace=5))
+        ended = await envoys.all_ended(timeout=window + 5)
+        await asyncio.wait_for(stop, 5)
+        offsets = [time - started for time in ended]
+        assert offsets[-1] <= window + 0.5, offsets
+        # spread, not at once: over the window, and evenly (one close every 50 ms; a busy machine may bunch a few)
+        assert offsets[-1] - offsets[0] >= 0.7 * window, offsets
+        assert most_within(offsets, 0.1) <= 6, offsets
+        assert spread_evenly(offsets, window, slack=4), offsets
+        assert await envoys.codes() == [grpc.StatusCode.UNAVAILABLE] * count
+
+
+async def test_a_draining_server_accepts_no_new_stream_and_turns_unhealthy_first() -> None:
+    events: list[str] = []
+    server = new_server(drain_window=2.0)
+
+    async def stopping() -> None:
+        events.append(f"stopping with {len(server.registry)} streams")
+
+    server.on_stopping(stopping)
+    async with running(server, envoys=4) as envoys:
+        stop = asyncio.create_task(server.stop(grace=5))
+        await eventually(lambda: len(server.registry) < 4, timeout=2)
+        assert events == ["stopping with 4 streams"]  # before the first close
+        # an Envoy whose stream ended comes back: not on its old connection (GOAWAY), not on a new one
+        async with own_connection(f"127.0.0.1:{server.port}") as fresh:
+            for channel in (envoys.channels[0], fresh):
+                late = SotwClient(channel, make_node("late", {"group": "g1"}))
+                with contextlib.suppress(grpc.aio.AioRpcError):  # the write fails once the call has
+                    await late.send(CDS, [])
+                await asyncio.wait_for(late.ended.wait(), 2)
+                assert late.responses.empty() and await late.call.code() == grpc.StatusCode.UNAVAILABLE
+        assert len(server.registry) >= 1, "the drain was over before the new streams were tried"
+        assert not server.registry.for_node("late")
+        second = asyncio.create_task(server.stop(grace=5))  # a second signal: waits for the same stop
+        await asyncio.wait_for(asyncio.gather(stop, second), 10)
+        assert events == ["stopping with 4 streams"]
+
+
+async def test_max_connection_age_closes_each_connection_once_jittered_and_envoy_comes_back_on_a_new_one() -> None:
+    """gRPC core's max connection age, as `serve --max-connection-age` sets it: every connection is closed after
+    its own jittered age (so a fleet that connected together does not reconnect together); the client's new
+    stream then runs on a new connection (another local port), which a load balancer can send elsewhere."""
+    age, grace, count = 1.0, 0.2, 12
+    server = new_server(max_connection_age=age, max_connection_age_grace=grace)
+    async with running(server, envoys=count) as envoys:
+        connected = asyncio.get_running_loop().time()
+        peers = {record.peer for record in server.registry.for_node("n0")}
+        ended = await envoys.all_ended(timeout=age * 1.1 + grace + 3)
+        lifetimes = [time - connected for time in ended]
+        assert age * 0.9 - 0.1 <= lifetimes[0] and lifetimes[-1] <= age * 1.1 + grace + 1.0, lifetimes
+        assert lifetimes[-1] - lifetimes[0] >= 0.02, f"no jitter: {lifetimes}"
+        assert set(await envoys.codes()) == {grpc.StatusCode.UNAVAILABLE}
+
+        again = SotwClient(envoys.channels[0], make_node("n0", {"group": "g1"}))
+        await again.send(CDS, [])
+        await again.recv()
+        [record] = server.registry.for_node("n0")
+        assert record.peer not in peers, "the new stream ran on the old connection"
+        await again.close()
 
 
 async def test_a_second_server_cannot_take_the_same_port() -> None:
     cache = SnapshotCache(group_by_metadata)
-    server = await start_server(cache, "127.0.0.1:0")
-    try:
+    async with AdsServer(cache, "127.0.0.1:0") as server:
         with pytest.raises(RuntimeError):
-            create_server(cache, f"127.0.0.1:{bound_port(server)}")
-    finally:
-        await stop_server(server, grace=0)
+            AdsServer(cache, f"127.0.0.1:{server.port}")
