@@ -12,7 +12,7 @@ from egress_xds.admin import DebugView, add_debug_services
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
-from egress_xds.xds.server import bound_port, start_server, stop_server
+from egress_xds.xds.server import AdsServer
 
 
 def _identifier(node_id: str, namespace: str) -> als_pb2.StreamAccessLogsMessage:
@@ -50,12 +50,11 @@ async def test_streamed_entries_are_answered_by_get_traffic() -> None:
     cache = SnapshotCache(lambda node: None)
     registry = StreamRegistry()
 
-    async def add(server: grpc.aio.Server) -> None:
-        await add_debug_services(server, DebugView(cache, registry))
-
-    server = await start_server(cache, "127.0.0.1:0", registry=registry, before_start=add)
+    server = AdsServer(cache, "127.0.0.1:0", registry=registry)
+    await add_debug_services(server, DebugView(cache, registry))
+    await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound_port(server)}") as channel:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             logs = als_pb2_grpc.AccessLogServiceStub(channel)
             first = [_identifier("pod-a", "team-a"), _tunnel("api.example"), _tunnel("api.example")]
             await logs.StreamAccessLogs(iter([*first, _tunnel("other.example", "tunnel_response:403")]))
@@ -72,7 +71,7 @@ async def test_streamed_entries_are_answered_by_get_traffic() -> None:
                 admin_pb2.GetTrafficRequest(namespace="team-a", outcomes=["proxy-forbidden", "proxy-auth-required"])
             )
     finally:
-        await stop_server(server, grace=1)
+        await server.stop(grace=1)
 
     assert [workload.node_id for workload in everything.workloads] == ["pod-a", "pod-b"]
     rows = {row.destination: dict(row.outcomes) for row in everything.workloads[0].destinations}
