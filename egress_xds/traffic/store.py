@@ -1,8 +1,9 @@
 """Counts per workload and destination, within a fixed memory budget.
 
 A workload is one Envoy node (its id), with the namespace it claims (or its certificate says) and the policy that
-selects it. Per workload at most `max_destinations` destinations are tracked by name; when a new one arrives and
-the table is full, the destination seen least often so far is folded into the workload's "other" row (so the
+selects it. Per workload at most `max_destinations` destinations are tracked, each by name and path (a destination
+reached through two proxies, e.g. across a policy change, has a row for each); when a new one arrives and the
+table is full, the destination seen least often so far is folded into the workload's "other" row (so the
 busiest ones stay, and totals stay exact). At most `max_workloads` workloads are kept; past that the one seen
 longest ago is forgotten. The memory used is therefore bounded whatever Envoys send.
 
