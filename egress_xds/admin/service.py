@@ -147,7 +147,7 @@ class AdminService:
     async def GetTraffic(  # gRPC method name
         self, request: admin_pb2.GetTrafficRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.GetTrafficResponse:
-        return traffic_answer(self._state.traffic, request, self._state.scrubber)
+        return traffic_answer(self._state.traffic, request, self._state.scrubber, self._state.policies())
 
     def _records(self, node_id: str, prefix: str) -> list[StreamRecord]:
         records = [

@@ -314,6 +314,8 @@ def test_a_captured_sidecar_reports_by_sni_and_original_port(setup: Setup) -> No
         rows = wait_until(reported, timeout=20, interval=0.5, what="the sidecar's traffic", describe=setup.context)
     assert rows[("api.example.test:443", "corp")]["outcomes"] == {"ok": 1}
     assert rows[("api.example.test:443", "corp")]["address"].endswith(":443")
+    # The decision of a TLS row, read from the node's capture listener as `explain` does.
+    assert rows[("api.example.test:443", "corp")]["decision"] == "default: TLS uses httpsProxy"
     assert rows[("other.example.test:443", "corp")]["outcomes"] == {"proxy-forbidden": 1}
     assert rows[("other.example.test:80", "corp")]["outcomes"] == {"proxy-forbidden": 1}
     assert rows[("other.example.test:80", "corp")]["decision"] == "default: plain HTTP uses httpProxy"

@@ -9,10 +9,12 @@ import pytest
 import yaml
 
 from egress_xds import cli, yaml_text
+from egress_xds.admin.traffic_decisions import decision_finder
 from egress_xds.admin.traffic_view import SUGGESTED_HEADER, suggested_rules, traffic_document, traffic_table
 from egress_xds.admin.v1 import admin_pb2
 from egress_xds.policy.model import Deny, Direct
 from egress_xds.sources.file import load_policy_file
+from egress_xds.traffic.store import DestinationStats
 
 
 def _response() -> admin_pb2.GetTrafficResponse:
@@ -80,3 +82,26 @@ def test_an_unreachable_server_is_one_line_and_exit_1(capsys: pytest.CaptureFixt
     assert cli.main(["traffic", "--server", "127.0.0.1:9"]) == 1
     error = capsys.readouterr().err
     assert "cannot ask egress-xds at 127.0.0.1:9: UNAVAILABLE" in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_tcp_rows_decision_is_read_from_the_capture_listener(tmp_path: Path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "proxies: {corp: 'http://10.0.0.1:3128'}\nhttpsProxy: corp\nnoProxy: db.internal\n"
+        "rules:\n  - {name: no paste, domains: [paste.example], action: deny}\n"
+    )
+    policies = load_policy_file(path)
+    (name,) = [policy.name for policy in policies.policies]
+    decision = decision_finder(policies)
+
+    def row(destination: str, kind: str, proxy: str = "") -> DestinationStats:
+        return DestinationStats(destination, protocol="tcp", kind=kind, proxy=proxy, address="10.9.9.9:443")
+
+    assert decision(name, row("api.example:443", "proxy", "corp")) == "default: TLS uses httpsProxy"
+    assert decision(name, row("paste.example:443", "deny")) == "rule 1 'no paste'"
+    assert decision(name, row("db.internal:443", "direct")) == "noProxy entry 'db.internal'"
+    # Envoy sent it elsewhere than the current policy would (a policy change since): no decision is made up.
+    assert decision(name, row("paste.example:443", "proxy", "corp")) == ""
+    assert decision("no-such-policy", row("api.example:443", "proxy", "corp")) == ""
+    explicit = DestinationStats("api.github.com:443", protocol="tcp", kind="proxy", proxy="corp")
+    assert decision(name, explicit) == ""  # an explicit listener's row: no captured address
