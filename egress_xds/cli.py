@@ -33,6 +33,7 @@ from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_pol
 from egress_xds.redact import contains_redactions, redact_config
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
+from egress_xds.traffic.outcome import OUTCOMES
 from egress_xds.translate import translate
 from egress_xds.translate.bootstrap import XdsTls, ads_bootstrap, resources_as_dict, sds_files, static_bootstrap
 from egress_xds.translate.envoy_admin import (
@@ -47,7 +48,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_OUT_OF_SYNC = 3
-EXIT_PARTIAL = 4  # `status` over several replicas: some did not answer (each named on stderr and in -o json)
+EXIT_PARTIAL = 4  # status / traffic over several replicas: some did not answer (named on stderr and in -o json)
 EXIT_INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports `egress-xds render | head`
 DEBUG_VARIABLE = "EGRESS_XDS_DEBUG"
@@ -301,23 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     status = commands.add_parser("status", help="are the connected Envoys in sync? (like istioctl proxy-status)")
-    replicas = status.add_argument_group("which servers (every replica knows only the Envoys connected to it)")
-    replicas.add_argument(
-        "--server",
-        action="append",
-        metavar="HOST:PORT",
-        help=f"an egress-xds server; repeat it for every replica (default {SERVER_ADDRESS})",
-    )
-    replicas.add_argument(
-        "--kubernetes",
-        action="store_true",
-        help="ask every ready replica of the Service (its EndpointSlices; default service egress-xds.egress-xds)",
-    )
-    replicas.add_argument(
-        "--service", metavar="NAME.NAMESPACE", help="with --kubernetes (implied): the Service of the replicas"
-    )
-    replicas.add_argument("--kubeconfig", help="with --kubernetes: this kubeconfig instead of in-cluster config")
-    replicas.add_argument("--kube-context", help="with --kubernetes: this kubeconfig context")
+    _replica_arguments(status)
     status.add_argument("node", nargs="?", metavar="NODE", help="one node id: details and the ACKed-vs-expected diff")
     _client_tls_arguments(status)
     status.add_argument(
@@ -334,7 +319,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     _output_argument(status)
     status.set_defaults(handler=_status)
+
+    traffic = commands.add_parser("traffic", help="what did the proxy say? outcomes per workload and destination")
+    _replica_arguments(traffic)
+    traffic.add_argument("node", nargs="?", metavar="NODE", help="only this node id")
+    traffic.add_argument("--namespace", metavar="NS", help="only the nodes of this namespace")
+    traffic.add_argument(
+        "--outcome",
+        action="append",
+        default=[],
+        metavar="OUTCOME",
+        help="only destinations that saw this outcome (repeatable, or comma-separated): " + ", ".join(OUTCOMES),
+    )
+    traffic.add_argument(
+        "--suggest-rules", action="store_true", help="print policy rules that reproduce what was observed (YAML)"
+    )
+    _client_tls_arguments(traffic)
+    traffic.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+    traffic.set_defaults(handler=_traffic)
     return parser
+
+
+def _replica_arguments(parser: argparse.ArgumentParser) -> None:
+    """`status` and `traffic`: which servers to ask (see `_replicas`)."""
+    replicas = parser.add_argument_group("which servers (every replica knows only the Envoys connected to it)")
+    replicas.add_argument(
+        "--server",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"an egress-xds server; repeat it for every replica (default {SERVER_ADDRESS})",
+    )
+    replicas.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="ask every ready replica of the Service (its EndpointSlices; default service egress-xds.egress-xds)",
+    )
+    replicas.add_argument(
+        "--service", metavar="NAME.NAMESPACE", help="with --kubernetes (implied): the Service of the replicas"
+    )
+    replicas.add_argument("--kubeconfig", help="with --kubernetes: this kubeconfig instead of in-cluster config")
+    replicas.add_argument("--kube-context", help="with --kubernetes: this kubeconfig context")
 
 
 def _client_tls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -888,7 +912,7 @@ def _status(args: argparse.Namespace) -> int:
     from egress_xds.admin.status_json import status_document
     from egress_xds.admin.status_view import node_detail, streams_table
 
-    replicas, server_name = _status_replicas(args)
+    replicas, server_name = _replicas(args)
     tls = _client_tls(args, server_name)
 
     def ask(replica: Replica) -> StatusAnswers:
@@ -930,11 +954,10 @@ def _status(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if fan_out.partial else EXIT_OK
 
 
-def _status_replicas(args: argparse.Namespace) -> tuple[list[Any], str | None]:
-    """The replicas `status` asks (`--server ...`, or the Service's ready endpoints), and the name their
+def _replicas(args: argparse.Namespace) -> tuple[list[Any], str | None]:
+    """The replicas `status` and `traffic` ask (`--server ...`, or the Service's ready endpoints), and the name their
     certificate is checked for by default (the Service's DNS name when the addresses are pod IPs)."""
     from egress_xds.admin.replicas import replicas_of
-    from egress_xds.policy.destinations import parse_host_port
 
     kubernetes = args.kubernetes or args.service is not None
     if not kubernetes:
@@ -942,11 +965,7 @@ def _status_replicas(args: argparse.Namespace) -> tuple[list[Any], str | None]:
             raise UsageError("--kubeconfig and --kube-context need --kubernetes")
         servers = args.server or [SERVER_ADDRESS]
         for server in servers:
-            try:
-                parse_host_port(server)
-            except ValueError:
-                # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
-                raise UsageError(f"--server {server!r}: expected HOST:PORT") from None
+            _server_address(server)
         return replicas_of(servers), None
     if args.server:
         raise UsageError("--server and --kubernetes/--service exclude each other")
@@ -963,6 +982,55 @@ def _status_replicas(args: argparse.Namespace) -> tuple[list[Any], str | None]:
         return service_replicas(service, settings), f"{name}.{namespace}.svc"
     except ReplicasNotFound as error:
         raise CommandFailed(str(error)) from None
+
+
+def _traffic(args: argparse.Namespace) -> int:
+    from egress_xds.admin.client import traffic
+    from egress_xds.admin.replicas import Replica, ask_replicas, unreachable_document
+    from egress_xds.admin.traffic_merge import merge_traffic
+    from egress_xds.admin.traffic_view import SUGGESTED_HEADER, suggested_rules, traffic_document, traffic_table
+    from egress_xds.admin.v1 import admin_pb2
+
+    if args.node and args.namespace:
+        raise UsageError("give a NODE or --namespace, not both")
+    outcomes = [name.strip() for text in args.outcome for name in text.split(",") if name.strip()]
+    unknown = [name for name in outcomes if name not in OUTCOMES]
+    if unknown:
+        raise UsageError(f"--outcome {unknown[0]!r}: expected one of {', '.join(OUTCOMES)}")
+    replicas, server_name = _replicas(args)
+    tls = _client_tls(args, server_name)
+    request = admin_pb2.GetTrafficRequest(node_id=args.node or "", namespace=args.namespace or "", outcomes=outcomes)
+
+    def ask(replica: Replica) -> admin_pb2.GetTrafficResponse:
+        return traffic(replica.address, request, tls=tls)
+
+    fan_out = ask_replicas(replicas, ask)
+    if not fan_out.answers:
+        raise CommandFailed("; ".join(failure.error for failure in fan_out.failures))
+    for failure in fan_out.failures:
+        _error(f"replica {failure.replica} did not answer, its counts are missing: {failure.error}")
+    response = merge_traffic([answer.answer for answer in fan_out.answers])
+    if args.suggest_rules:
+        print(SUGGESTED_HEADER + yaml_text.dump(suggested_rules(response)), end="")
+    elif args.output == "json":
+        document = traffic_document(response)
+        document["servers"] = [{"address": a.replica.address, "pod": a.replica.pod} for a in fan_out.answers]
+        document["unreachable"] = unreachable_document(fan_out.failures)
+        document["partial"] = fan_out.partial
+        print(json.dumps(document, indent=2))
+    else:
+        print(traffic_table(response), end="")
+    return EXIT_PARTIAL if fan_out.partial else EXIT_OK
+
+
+def _server_address(server: str) -> None:
+    from egress_xds.policy.destinations import parse_host_port
+
+    try:
+        parse_host_port(server)
+    except ValueError:
+        # gRPC would quote pieces of any other target in its errors, and print some to stderr itself.
+        raise UsageError(f"--server {server!r}: expected HOST:PORT") from None
 
 
 def _print(data: Any, output_format: str) -> None:

@@ -9,6 +9,7 @@ counter increments and no label lookup.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -98,6 +99,58 @@ def identity_mismatch(field: str, claimed: str, certificate: str) -> None:
 def peer_refused(reason: str) -> None:
     """`reason` is one of a few fixed words (no-identity, bad-identity, admin-write)."""
     PEERS_REFUSED.labels(reason=reason).inc()
+
+
+# Egress traffic, from the access log Envoys stream back (egress_xds/traffic/). Labels: the proxy's name (from the
+# policy; at most MAX_PROXY_SERIES distinct, past which "<other>"), the outcome and the decision kind, all fixed
+# words. Never a destination or a node id: `egress-xds traffic` answers per destination.
+TUNNELS = Counter(
+    "egress_xds_tunnels",
+    "Connections and plain-HTTP requests Envoy logged, by proxy (empty: none), outcome and decision kind",
+    ["proxy", "outcome", "kind"],
+)
+TUNNEL_BYTES = Counter(
+    "egress_xds_tunnel_bytes",
+    "Bytes of those connections, by proxy, decision kind and direction (sent: to the application)",
+    ["proxy", "kind", "direction"],
+)
+PROXY_REFUSALS = Counter(
+    "egress_xds_proxy_refusals",
+    "Tunnels and requests a proxy refused (407, 403, other non-2xx) or could not reach, by proxy and outcome",
+    ["proxy", "outcome", "kind"],
+)
+MAX_PROXY_SERIES = 50
+_proxy_labels: set[str] = set()
+_PROXY_LABEL = re.compile(r"[A-Za-z0-9][-A-Za-z0-9._]{0,62}")
+_KIND_LABELS = frozenset({"proxy", "direct", "deny"})
+_traffic_children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+
+
+def traffic_logged(proxy: str, outcome: str, kind: str, *, refused: bool, sent: int, received: int) -> None:
+    """One access-log entry. `outcome` is one of egress_xds.traffic.outcome.OUTCOMES."""
+    if proxy not in _proxy_labels:
+        if len(_proxy_labels) >= MAX_PROXY_SERIES or not _PROXY_LABEL.fullmatch(proxy):
+            proxy = "<other>" if proxy else ""
+        else:
+            _proxy_labels.add(proxy)
+    kind = kind if kind in _KIND_LABELS else "<other>"
+    children = _traffic_children.get((proxy, outcome, kind))
+    if children is None:  # a label lookup costs more than the rest of an entry: one per series, kept
+        children = (
+            TUNNELS.labels(proxy=proxy, outcome=outcome, kind=kind),
+            TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="sent"),
+            TUNNEL_BYTES.labels(proxy=proxy, kind=kind, direction="received"),
+            PROXY_REFUSALS.labels(proxy=proxy, outcome=outcome, kind=kind) if refused else None,
+        )
+        _traffic_children[(proxy, outcome, kind)] = children
+    tunnels, bytes_sent, bytes_received, refusals = children
+    tunnels.inc()
+    if sent:
+        bytes_sent.inc(sent)
+    if received:
+        bytes_received.inc(received)
+    if refusals is not None:
+        refusals.inc()
 
 
 def serve_metrics(address: str) -> str:

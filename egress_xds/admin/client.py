@@ -71,6 +71,16 @@ def status_answers(
     )
 
 
+def traffic(
+    server: str, request: admin_pb2.GetTrafficRequest, tls: ClientTls | None = None
+) -> admin_pb2.GetTrafficResponse:
+    """GetTraffic (`egress-xds traffic`)."""
+    answer: admin_pb2.GetTrafficResponse = _ask(
+        server, lambda stub: stub.GetTraffic(request, timeout=TIMEOUT_SECONDS), tls
+    )
+    return answer
+
+
 def _ask(server: str, calls: Callable[[admin_pb2_grpc.AdminStub], T], tls: ClientTls | None = None) -> T:
     channel = (
         grpc.secure_channel(server, tls.credentials(), options=tls.options())

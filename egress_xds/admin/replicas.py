@@ -55,6 +55,13 @@ class FanOut(Generic[T]):
         return bool(self.failures)
 
 
+def unreachable_document(failures: Sequence[NoAnswer]) -> list[dict[str, str]]:
+    """The replicas that did not answer, as `-o json` lists them (`status` and `traffic` alike)."""
+    return [
+        {"address": failure.replica.address, "pod": failure.replica.pod, "error": failure.error} for failure in failures
+    ]
+
+
 def replicas_of(addresses: Sequence[str]) -> list[Replica]:
     """`--server A --server B ...`, each once, in the order given."""
     return [Replica(address) for address in dict.fromkeys(addresses)]

@@ -19,6 +19,7 @@ from egress_xds.admin.policy_summary import policy_summary
 from egress_xds.admin.redact_resources import resources_json
 from egress_xds.admin.state import DebugView
 from egress_xds.admin.sync import expected_set, group_labels, snapshot_of, stream_sync
+from egress_xds.admin.traffic_answer import traffic_answer
 from egress_xds.admin.v1 import admin_pb2, admin_pb2_grpc
 from egress_xds.policy.node import PolicyGroup
 from egress_xds.redact import redact_value
@@ -143,6 +144,11 @@ class AdminService:
         if reloader.last_failure is not None:
             response.last_failure.CopyFrom(_attempt(reloader.last_failure, self._state.scrubber))
         return response
+
+    async def GetTraffic(  # gRPC method name
+        self, request: admin_pb2.GetTrafficRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetTrafficResponse:
+        return traffic_answer(self._state.traffic, request, self._state.scrubber, self._state.policies())
 
     def _records(self, node_id: str, prefix: str) -> list[StreamRecord]:
         records = [

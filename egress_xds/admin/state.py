@@ -14,6 +14,7 @@ from egress_xds.admin.write_access import WriteAccess
 from egress_xds.policy.model import PolicySet
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.reloader import PolicyReloader
+from egress_xds.traffic.store import TrafficStore
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRegistry
 
@@ -31,3 +32,4 @@ class DebugView:
     reloader: PolicyReloader | None = None
     scrubber: SecretScrubber = field(default_factory=SecretScrubber)
     write_access: WriteAccess = field(default_factory=WriteAccess)  # who may call Reload
+    traffic: TrafficStore = field(default_factory=TrafficStore)  # what Envoys' access logs said (in memory)

@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from egress_xds.admin.client import StatusAnswers
 from egress_xds.admin.out_of_sync import OutOfSync
-from egress_xds.admin.replicas import FanOut
+from egress_xds.admin.replicas import FanOut, unreachable_document
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -55,10 +55,7 @@ def status_document(fan_out: FanOut[StatusAnswers], problems: Iterable[tuple[str
     first = servers[0] if servers else None
     return {
         "servers": servers,
-        "unreachable": [
-            {"address": failure.replica.address, "pod": failure.replica.pod, "error": failure.error}
-            for failure in fan_out.failures
-        ],
+        "unreachable": unreachable_document(fan_out.failures),
         "partial": fan_out.partial,
         "server": {key: value for key, value in first.items() if key != "server_time"} if first else None,
         "server_time": first["server_time"] if first else None,

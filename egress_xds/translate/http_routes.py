@@ -33,7 +33,7 @@ from google.protobuf.wrappers_pb2 import BoolValue
 from egress_xds.policy.destinations import DomainPattern
 from egress_xds.policy.model import Action, Deny, EgressPolicy, ViaProxy
 from egress_xds.translate import names
-from egress_xds.translate.access_log import request_log
+from egress_xds.translate.access_log import request_logs
 from egress_xds.translate.decisions import Decision
 from egress_xds.translate.protobuf import milliseconds, typed
 from egress_xds.translate.tcp_proxy import proxy_authorization_header
@@ -87,7 +87,7 @@ def connection_manager(
         http_filters=[
             HttpFilter(name="envoy.filters.http.router", typed_config=typed(Router(suppress_envoy_headers=True)))
         ],
-        access_log=[request_log()],
+        access_log=request_logs(stat_prefix),
         upgrade_configs=[HttpConnectionManager.UpgradeConfig(upgrade_type="websocket")],
         # HTTP/1.0 clients exist (Python 3.11's http.client sends `CONNECT host:port HTTP/1.0`); Envoy would
         # answer them 426 by default.

@@ -30,11 +30,11 @@ def explicit_listener(policy: EgressPolicy, spec: ExplicitListener) -> tuple[Lis
     if isinstance(spec.action, ViaProxy):
         network_filter = tunnel_filter(spec.action.proxy, target, name)
     elif isinstance(spec.action, Deny):
-        network_filter = cluster_filter(names.DENY_CLUSTER, name)
+        network_filter = cluster_filter(names.DENY_CLUSTER, name, target)
     else:
         cluster_name = names.direct_target_cluster(spec.name)
         direct_cluster = clusters.direct_target_cluster(cluster_name, spec.target_host, spec.target_port)
-        network_filter = cluster_filter(cluster_name, name)
+        network_filter = cluster_filter(cluster_name, name, target)
     listener = _listener(name, spec.listen_host, spec.listen_port, FilterChain(name=name, filters=[network_filter]))
     return listener, direct_cluster
 

@@ -9,7 +9,7 @@ from google.protobuf.wrappers_pb2 import UInt32Value
 
 from egress_xds.policy.model import Credentials, Proxy
 from egress_xds.translate import names
-from egress_xds.translate.access_log import connection_log
+from egress_xds.translate.access_log import KIND_DENY, KIND_DIRECT, KIND_PROXY, connection_logs
 from egress_xds.translate.protobuf import typed
 
 TCP_PROXY_FILTER = "envoy.filters.network.tcp_proxy"
@@ -31,14 +31,16 @@ def tunnel_filter(proxy: Proxy, target: str, stat_prefix: str) -> Filter:
     if len(proxy.endpoints) > 1:
         # Until the health check has marked a dead primary, a second attempt lands on the failover endpoint.
         tcp_proxy.max_connect_attempts.CopyFrom(UInt32Value(value=2))
-    tcp_proxy.access_log.append(connection_log(target))
+    tcp_proxy.access_log.extend(connection_logs(stat_prefix, KIND_PROXY, proxy.name, target))
     return Filter(name=TCP_PROXY_FILTER, typed_config=typed(tcp_proxy))
 
 
-def cluster_filter(cluster: str, stat_prefix: str) -> Filter:
-    """Plain TCP to a cluster: the pass-through (original destination), the deny cluster, or a direct target."""
+def cluster_filter(cluster: str, stat_prefix: str, target: str | None = None) -> Filter:
+    """Plain TCP to a cluster: the pass-through (original destination), the deny cluster, or a direct target
+    (an explicit listener's `target`, named in the access log)."""
     tcp_proxy = TcpProxy(stat_prefix=stat_prefix, cluster=cluster)
-    tcp_proxy.access_log.append(connection_log())
+    kind = KIND_DENY if cluster == names.DENY_CLUSTER else KIND_DIRECT
+    tcp_proxy.access_log.extend(connection_logs(stat_prefix, kind, tunnel_target=target))
     return Filter(name=TCP_PROXY_FILTER, typed_config=typed(tcp_proxy))
 
 

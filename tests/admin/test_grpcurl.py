@@ -20,6 +20,7 @@ from tests.support.processes import wait_until
 pytestmark = [pytest.mark.integration]
 
 SERVICES = {
+    "envoy.service.accesslog.v3.AccessLogService",
     "envoy.service.discovery.v3.AggregatedDiscoveryService",
     "envoy.service.status.v3.ClientStatusDiscoveryService",
     "egress_xds.admin.v1.Admin",

@@ -356,6 +356,9 @@ ARGUMENTS: dict[str, Arguments] = {
     "status --fail-nack-after": Arguments(("status", "--fail-nack-after", "{value}")),
     "status --fail-stale-after": Arguments(("status", "--fail-stale-after", "{value}")),
     "status -o": Arguments(("status", "-o", "{value}")),
+    "traffic --server": Arguments(("traffic", "--server", "{value}")),
+    "traffic --namespace": Arguments(("traffic", "--server", "127.0.0.1:1", "--namespace", "{value}")),
+    "traffic --outcome": Arguments(("traffic", "--outcome", "{value}")),
     "inject -f": Arguments(("inject", "-f", "{value}")),
     "inject --config": Arguments(("inject", "-f", "{good}", "--config", "{value}")),
     "inject --xds-address": Arguments(("inject", "-f", "{good}", "--xds-address", "{value}")),
@@ -399,7 +402,7 @@ def test_arguments_never_echo_the_canary(case_name: str, tmp_path: Path) -> None
 
 
 HELP = [[], *([command, "--help"] for command in ("check", "render", "bootstrap", "explain", "demo", "capture",
-                                                    "serve", "status", "inject", "webhook"))]  # fmt: skip
+                                                    "serve", "status", "traffic", "inject", "webhook"))]  # fmt: skip
 
 
 def test_every_command_has_a_help_row() -> None:
@@ -483,6 +486,7 @@ def _rpcs() -> dict[str, tuple[str, Rpc]]:
         "ListNodes by url prefix": ("admin", lambda s: s.ListNodes(a.ListNodesRequest(node_id_prefix=BAD_NODE))),
         "GetPolicy": ("admin", lambda s: s.GetPolicy(a.GetPolicyRequest())),
         "GetReloadErrors": ("admin", lambda s: s.GetReloadErrors(a.GetReloadErrorsRequest())),
+        "GetTraffic by url node": ("admin", lambda s: s.GetTraffic(a.GetTrafficRequest(node_id=BAD_NODE))),
         "GetNodeConfig unknown url node": (
             "admin",
             lambda s: s.GetNodeConfig(a.GetNodeConfigRequest(node_id=BAD_NODE)),

@@ -257,3 +257,24 @@ def test_both_certificates_rotate_while_envoy_stays_connected(mesh: Mesh) -> Non
     assert stats["control_plane.connected_state"] == 1
     assert stats["cluster.egress-xds-control-plane.upstream_cx_total"] == connections, "the xDS stream was dropped"
     assert "stream disconnected node=pod-a" not in mesh.serve_output()
+
+
+def test_envoy_streams_its_access_log_over_the_same_mtls(mesh: Mesh) -> None:
+    """The access loggers use the xDS cluster: the server, which requires client certificates, gets the entries
+    and attributes them to the certificate's namespace (`egress-xds traffic` over TLS)."""
+    code, _, error = mesh.curl("https://api.example.test/access-log")
+    assert code == 0, f"{error}\n{mesh.context()}"
+    argv = [sys.executable, "-m", "egress_xds.cli", "traffic", "--server", f"127.0.0.1:{PORT}", "-o", "json"]
+
+    def reported() -> dict[str, Any] | None:
+        result = mesh.lab.run("pod", [*argv, *mesh.tls_args(mesh.envoy_cert)], env=ENV, timeout=30)
+        assert result.returncode == 0, result.stderr
+        rows = {
+            (workload["node"], workload["namespace"], row["destination"]): row
+            for workload in json.loads(result.stdout)["workloads"]
+            for row in workload["destinations"]
+        }
+        return rows.get(("pod-a", "a", "api.example.test:443"))
+
+    row = wait_until(reported, timeout=20, interval=0.5, what="the tunnel in `traffic`", describe=mesh.context)
+    assert row["outcomes"].get("ok", 0) >= 1 and row["kind"] == "proxy", row

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pwd
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -182,6 +183,7 @@ def start_squid(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     extra_config: str = "",
+    deny_domains: Sequence[str] = (),
     timeout: float = 20,
 ) -> Squid:
     """Start squid in the foreground (``squid -N``) in ``ns`` on ``listen:port`` and wait until it listens.
@@ -189,7 +191,8 @@ def start_squid(
     No cache, CONNECT to any port, names from the namespace's /etc/hosts and DNS only at 127.0.0.1. Without ``auth``
     every client is allowed; with ``auth=(user, password)`` only clients that authenticate (Basic, checked by
     ``basic_ncsa_auth`` against a generated apr1 htpasswd file). ``https_port`` with ``tls_cert``/``tls_key`` adds a
-    TLS listener (TLS to the proxy). ``extra_config`` lines are appended. Logs: ``access.log`` (squid format, e.g.
+    TLS listener (TLS to the proxy). ``deny_domains`` are refused before anything else (403, squid's ACL).
+    ``extra_config`` lines are appended. Logs: ``access.log`` (squid format, e.g.
     ``TCP_TUNNEL/200 ... CONNECT api.example.test:443``), ``cache.log``, ``stderr.log``.
     """
     binary = need_binary("squid", install_hint(), "/usr/sbin/squid")
@@ -230,6 +233,8 @@ def start_squid(
         "shutdown_lifetime 0 seconds",
         "client_persistent_connections on",
     ]
+    for position, domain in enumerate(deny_domains):
+        lines += [f"acl refused_{position} dstdomain {domain}", f"http_access deny refused_{position}"]
     if auth is not None:
         passwd = workdir / "passwd"
         passwd.write_text(_htpasswd_line(*auth))

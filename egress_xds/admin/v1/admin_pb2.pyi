@@ -317,3 +317,76 @@ class ConfigIssue(_message.Message):
     message: str
     text: str
     def __init__(self, source: _Optional[str] = ..., line: _Optional[int] = ..., field: _Optional[str] = ..., message: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class GetTrafficRequest(_message.Message):
+    __slots__ = ("node_id", "namespace", "outcomes")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    namespace: str
+    outcomes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., namespace: _Optional[str] = ..., outcomes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetTrafficResponse(_message.Message):
+    __slots__ = ("workloads", "server_time", "max_workloads", "max_destinations")
+    WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_WORKLOADS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    workloads: _containers.RepeatedCompositeFieldContainer[WorkloadTraffic]
+    server_time: _timestamp_pb2.Timestamp
+    max_workloads: int
+    max_destinations: int
+    def __init__(self, workloads: _Optional[_Iterable[_Union[WorkloadTraffic, _Mapping]]] = ..., server_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., max_workloads: _Optional[int] = ..., max_destinations: _Optional[int] = ...) -> None: ...
+
+class WorkloadTraffic(_message.Message):
+    __slots__ = ("node_id", "namespace", "policy", "last_seen", "destinations")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    DESTINATIONS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    namespace: str
+    policy: str
+    last_seen: _timestamp_pb2.Timestamp
+    destinations: _containers.RepeatedCompositeFieldContainer[DestinationTraffic]
+    def __init__(self, node_id: _Optional[str] = ..., namespace: _Optional[str] = ..., policy: _Optional[str] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., destinations: _Optional[_Iterable[_Union[DestinationTraffic, _Mapping]]] = ...) -> None: ...
+
+class DestinationTraffic(_message.Message):
+    __slots__ = ("destination", "other", "address", "protocol", "kind", "proxy", "decision", "outcomes", "bytes_sent", "bytes_received", "last_seen", "last_failure", "last_failure_time")
+    class OutcomesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    PROXY_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_TIME_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    other: bool
+    address: str
+    protocol: str
+    kind: str
+    proxy: str
+    decision: str
+    outcomes: _containers.ScalarMap[str, int]
+    bytes_sent: int
+    bytes_received: int
+    last_seen: _timestamp_pb2.Timestamp
+    last_failure: str
+    last_failure_time: _timestamp_pb2.Timestamp
+    def __init__(self, destination: _Optional[str] = ..., other: _Optional[bool] = ..., address: _Optional[str] = ..., protocol: _Optional[str] = ..., kind: _Optional[str] = ..., proxy: _Optional[str] = ..., decision: _Optional[str] = ..., outcomes: _Optional[_Mapping[str, int]] = ..., bytes_sent: _Optional[int] = ..., bytes_received: _Optional[int] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_failure: _Optional[str] = ..., last_failure_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

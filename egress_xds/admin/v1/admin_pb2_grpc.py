@@ -59,6 +59,11 @@ class AdminStub:
                 request_serializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetReloadErrorsRequest.SerializeToString,
                 response_deserializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetReloadErrorsResponse.FromString,
                 _registered_method=True)
+        self.GetTraffic = channel.unary_unary(
+                '/egress_xds.admin.v1.Admin/GetTraffic',
+                request_serializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetTrafficRequest.SerializeToString,
+                response_deserializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetTrafficResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -102,6 +107,15 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTraffic(self, request, context):
+        """What happened to each workload's egress traffic, per destination, from the access log the Envoys stream to
+        this server (AccessLogService on this port): how often the proxy let it through or refused it, and why.
+        In memory only: it survives Envoy reconnects, not a server restart.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +143,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.GetReloadErrors,
                     request_deserializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetReloadErrorsRequest.FromString,
                     response_serializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetReloadErrorsResponse.SerializeToString,
+            ),
+            'GetTraffic': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTraffic,
+                    request_deserializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetTrafficRequest.FromString,
+                    response_serializer=egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetTrafficResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +285,33 @@ class Admin:
             '/egress_xds.admin.v1.Admin/GetReloadErrors',
             egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetReloadErrorsRequest.SerializeToString,
             egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetReloadErrorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTraffic(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/egress_xds.admin.v1.Admin/GetTraffic',
+            egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetTrafficRequest.SerializeToString,
+            egress__xds_dot_admin_dot_v1_dot_admin__pb2.GetTrafficResponse.FromString,
             options,
             channel_credentials,
             insecure,
