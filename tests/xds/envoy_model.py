@@ -42,13 +42,14 @@ class Interest:
 
     wildcard: bool = True
     names: set[str] = field(default_factory=set)
+    legacy: bool = True  # the wildcard of an empty first request, which ends once names are asked for
 
     def covers(self, name: str) -> bool:
         return self.wildcard or name in self.names
 
     def sotw_names(self) -> list[str]:
         """SotW resource_names: empty for the (legacy) wildcard alone, else the names and `*` if wildcard."""
-        if self.wildcard and not self.names:
+        if self.legacy and self.wildcard and not self.names:
             return []
         return sorted(self.names | ({WILDCARD} if self.wildcard else set()))
 
@@ -112,6 +113,8 @@ class EnvoyModel:
     def unsubscribe(self, type_url: str, names: Iterable[str]) -> None:
         """Delta: stop asking for names (or `*`) and drop what is no longer covered."""
         interest = self.interest[type_url]
+        names = list(names)
+        interest.legacy = interest.legacy and not names
         for name in names:
             if name == WILDCARD:
                 interest.wildcard = False
@@ -121,6 +124,8 @@ class EnvoyModel:
 
     def subscribe(self, type_url: str, names: Iterable[str]) -> None:
         interest = self.interest[type_url]
+        names = list(names)
+        interest.legacy = interest.legacy and not names
         for name in names:
             if name == WILDCARD:
                 interest.wildcard = True
