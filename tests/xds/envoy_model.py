@@ -114,10 +114,9 @@ class EnvoyModel:
         """Delta: stop asking for names (or `*`) and drop what is no longer covered."""
         interest = self.interest[type_url]
         names = list(names)
-        interest.legacy = interest.legacy and not names
         for name in names:
             if name == WILDCARD:
-                interest.wildcard = False
+                interest.wildcard = interest.legacy = False
             else:
                 interest.names.discard(name)
         self.held[type_url] = {name: item for name, item in self.held[type_url].items() if interest.covers(name)}
@@ -125,7 +124,9 @@ class EnvoyModel:
     def subscribe(self, type_url: str, names: Iterable[str]) -> None:
         interest = self.interest[type_url]
         names = list(names)
-        interest.legacy = interest.legacy and not names
+        if interest.legacy and names:  # naming resources ends the legacy wildcard; `*` keeps a wildcard
+            interest.legacy = False
+            interest.wildcard = WILDCARD in names
         for name in names:
             if name == WILDCARD:
                 interest.wildcard = True
