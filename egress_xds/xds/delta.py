@@ -82,7 +82,6 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             status.version_acked = set_version(acked.values())
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
-        super()._nacked(state, message)
         status = state.status
         offered = {
             name: resource.version
@@ -90,6 +89,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             if (held := status.acked.get(name)) is None or held.version != resource.version
         }
         status.refused = {**status.refused, **offered}
+        super()._nacked(state, message)  # last: it may retry at once, which needs `refused`
 
     def _retry(self, state: StreamTypeState) -> None:
         """Forget that the client has the versions it refused, so that they are in the response again."""

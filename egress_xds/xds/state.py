@@ -47,6 +47,9 @@ class StreamTypeState:
     # Delta only, until the first response is worked out: `initial_resource_versions` of the first request.
     declared: dict[str, str] = field(default_factory=dict)
     change_time: float | None = None
+    # The stream's count of changing responses when this type's latest response was sent: a NACK that arrives
+    # after a later change (the fix crossed the NACK) is retried at once.
+    changes_seen: int = 0
 
 
 def uses_of(resources: Iterable[PreparedResource]) -> frozenset[str]:

@@ -90,6 +90,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
         self.denied: str | None = None  # why the server refused the node (PERMISSION_DENIED), if it did
         self._nonces = itertools.count(1)
+        self._changes = 0  # responses sent that carried a change (see `StreamTypeState.changes_seen`)
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
     async def run(self, requests: AsyncIterator[RequestT]) -> None:
@@ -212,6 +213,8 @@ class AdsStream(ABC, Generic[RequestT]):
         status.rejected = state.sent
         state.change_time = None  # this change never converges; the next one is timed afresh
         metrics.nack_received(short_name(state.type_url))
+        if self._changes > state.changes_seen:  # the configuration changed after the NACKed response was sent
+            self._retry(state)
         log.warning(
             "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
             self.record.node.id or "-",
@@ -310,7 +313,12 @@ class AdsStream(ABC, Generic[RequestT]):
         except Exception as error:  # grpc's ExecuteBatchError / AioRpcError: the RPC ended under us (cancel)
             raise _ClientGone from error
         metrics.response_sent(short_name(state.type_url), len(payload))
-        return before is not None and before != state.synced_version
+        state.changes_seen = self._changes
+        if before is None or before == state.synced_version:
+            return False
+        self._changes += 1
+        state.changes_seen = self._changes
+        return True
 
     def _reject(self, reason: str) -> None:
         self.error = reason
