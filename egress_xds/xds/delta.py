@@ -28,7 +28,7 @@ from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
-from egress_xds.xds.state import StreamTypeState, mark_acked, mark_sent, uses_of
+from egress_xds.xds.state import StreamTypeState, forget, mark_acked, mark_sent
 from egress_xds.xds.stream import AdsStream
 
 # DeltaDiscoveryResponse field numbers
@@ -176,9 +176,7 @@ def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str]) -> None:
     if dropped:
         for name in dropped:
             state.known.pop(name, None)
-        state.sent = {name: resource for name, resource in state.sent.items() if name not in dropped}
-        state.held = {name: resource for name, resource in state.held.items() if name not in dropped}
-        state.held_uses = uses_of(state.held.values())
+        forget(state, dropped)
         state.synced_version = None
 
 
