@@ -37,6 +37,8 @@ _TYPE_URL = 4
 _NONCE = 5
 _REMOVED_RESOURCES = 6
 
+_UNKNOWN_VERSION = ""  # in `known`: the client may hold some version of the name (no real version is empty)
+
 
 class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
     """One `DeltaAggregatedResources` call."""
@@ -92,11 +94,12 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         super()._nacked(state, message)  # last: it may retry at once, which needs `refused`
 
     def _retry(self, state: StreamTypeState) -> None:
-        """Forget that the client has the versions it refused, so that they are in the response again."""
+        """Forget which version the client has of what it refused, so that they are in the response again, or in
+        `removed_resources` if they are gone meanwhile (Envoy may hold them: it applies resources one by one)."""
         super()._retry(state)
         for name, version in state.status.refused.items():
             if state.known.get(name) == version:
-                del state.known[name]
+                state.known[name] = _UNKNOWN_VERSION
 
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
