@@ -301,8 +301,9 @@ class AdsStream(ABC, Generic[RequestT]):
 
     async def _send(self, snapshot: Snapshot, state: StreamTypeState, changed_at: float | None) -> bool:
         """Write the response `state` needs now, if any. True if it carries a change: a set of another version
-        than the one sent before (a first response, or a resubscription to the same set, is no change)."""
-        before = state.synced_version
+        than the one sent before (a first response, or a resubscription to the same set, is no change). Compared
+        with the version last sent, not `synced_version`: a Delta unsubscribe clears that one."""
+        before = state.status.version_sent or None
         payload = self._respond(snapshot, state)
         if payload is None:
             return False
@@ -314,7 +315,7 @@ class AdsStream(ABC, Generic[RequestT]):
             raise _ClientGone from error
         metrics.response_sent(short_name(state.type_url), len(payload))
         state.changes_seen = self._changes
-        if before is None or before == state.synced_version:
+        if before is None or before == state.status.version_sent:
             return False
         self._changes += 1
         state.changes_seen = self._changes
