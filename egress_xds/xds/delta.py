@@ -62,7 +62,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             else:
                 self._acked(state)
         if request.resource_names_unsubscribe:
-            _unsubscribe(state, request.resource_names_unsubscribe)
+            _unsubscribe(state, request.resource_names_unsubscribe, keep=request.resource_names_subscribe)
         if request.resource_names_subscribe:
             _subscribe(state, request.resource_names_subscribe, initial)
 
@@ -164,14 +164,16 @@ def _subscribe(state: StreamTypeState, names: Iterable[str], initial: Mapping[st
             state.reported_absent.discard(name)
 
 
-def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str]) -> None:
+def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iterable[str]) -> None:
+    """`keep`: the names the same request subscribes to, which the client keeps when it drops `*`."""
     names = list(unsubscribed)
     subscription = state.subscription
     subscription.unsubscribe(names)
+    kept = set(keep)
     dropped: set[str] = set()
     for name in names:
         if name == WILDCARD:
-            dropped.update(held for held in state.known if held not in subscription.names)
+            dropped.update(held for held in state.known if held not in subscription.names and held not in kept)
         else:
             # Still covered by a wildcard: the client dropped it anyway and expects it again.
             dropped.add(name)
