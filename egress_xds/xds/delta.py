@@ -79,9 +79,13 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         }
         if status.refused:  # the client kept its previous version of what it refused (or nothing)
             acked = {name: item for name, item in state.sent.items() if name not in status.refused}
-            acked.update((name, previous[name]) for name in status.refused if name in previous)
+            kept = {name: previous[name] for name in status.refused if name in previous}
+            acked.update(kept)
             status.acked = acked
             status.version_acked = set_version(acked.values())
+            # Make-before-break: the clusters the kept versions use stay until the client takes the new ones.
+            state.older_uses = {name: item.uses_clusters for name, item in kept.items() if item.uses_clusters}
+            state.held_uses = state.held_uses.union(*state.older_uses.values())
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
         status = state.status

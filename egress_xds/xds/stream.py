@@ -282,16 +282,18 @@ class AdsStream(ABC, Generic[RequestT]):
             return True
         changed_at, self._changed_at = self._changed_at, None
         changed = False
+        sent_now: set[str] = set()
         try:
             for state in self._ordered:
-                retry = changed and state.status.nacked
+                retry = changed and _awaits_retry(state)
                 if retry:
                     self._retry(state)
-                if await self._send(snapshot, state, changed_at) and not retry:
-                    changed = True
+                if await self._send(snapshot, state, changed_at):
+                    sent_now.add(state.type_url)
+                    changed = changed or not retry
             if changed:  # types before the first change in ADS order (e.g. CDS NACKed, then LDS changed)
                 for state in self._ordered:
-                    if state.status.nacked:
+                    if state.type_url not in sent_now and _awaits_retry(state):
                         self._retry(state)
                         await self._send(snapshot, state, changed_at)
         except _ClientGone as gone:
@@ -360,6 +362,12 @@ class AdsStream(ABC, Generic[RequestT]):
             self.protocol.value,
             time.time() - self.record.connected_at,
         )
+
+
+def _awaits_retry(state: StreamTypeState) -> bool:
+    """The client rejected what it was sent last of this type: its latest response is NACKed, or (Delta) a
+    refused version is still the latest sent (a later response of other resources was ACKed)."""
+    return state.status.nacked or state.status.still_refused
 
 
 def _size_of(request: object) -> int:
