@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from egress_xds.type_urls import WILDCARD
+from egress_xds import metrics
+from egress_xds.type_urls import WILDCARD, short_name
 from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
@@ -36,6 +37,10 @@ _SYSTEM_VERSION_INFO = 1
 _TYPE_URL = 4
 _NONCE = 5
 _REMOVED_RESOURCES = 6
+
+# Responses of one type older than the latest whose NACK still counts: Envoy answers each response in order, so
+# only a burst of changes faster than it answers builds up more than one or two.
+MAX_UNANSWERED = 16
 
 _UNKNOWN_VERSION = ""  # in `known`: the client may hold some version of the name (no real version is empty)
 
@@ -57,10 +62,14 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             # A fresh client waits for a first answer; a reconnecting one already holds its configuration.
             state.must_answer = not initial
         if request.response_nonce and request.response_nonce == state.nonce:
+            state.unanswered.clear()
             if request.HasField("error_detail"):
                 self._nacked(state, request.error_detail.message)
             else:
                 self._acked(state)
+        elif (earlier := state.unanswered.pop(request.response_nonce, None)) is not None:
+            if request.HasField("error_detail"):
+                self._nacked_earlier(state, *earlier, request.error_detail.message)
         if request.resource_names_unsubscribe:
             _unsubscribe(state, request.resource_names_unsubscribe, keep=request.resource_names_subscribe)
         if request.resource_names_subscribe:
@@ -97,6 +106,23 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         status.refused = {**status.refused, **offered}
         super()._nacked(state, message)  # last: it may retry at once, which needs `refused`
 
+    def _nacked_earlier(
+        self, state: StreamTypeState, version: str, delivered: Mapping[str, str], message: str
+    ) -> None:
+        """A NACK of a response older than the latest: what it delivered and was not replaced since is refused."""
+        status = state.status
+        status.nack_message = message
+        status.nack_time = time.time()
+        status.nack_version = version
+        refused = {
+            name: item
+            for name, item in delivered.items()
+            if (resource := state.sent.get(name)) is not None and resource.version == item
+        }
+        status.refused = {**status.refused, **refused}
+        metrics.nack_received(short_name(state.type_url))
+        self._log_nack(state, version, message)
+
     def _retry(self, state: StreamTypeState) -> None:
         """Forget which version the client has of what it refused, so that they are in the response again, or in
         `removed_resources` if they are gone meanwhile (Envoy may hold them: it applies resources one by one)."""
@@ -128,6 +154,9 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         nonce = self._next_nonce()
         _apply(state, changed, removed, absent)
         self._sent(state, desired.version, nonce)
+        state.unanswered[nonce] = (desired.version, {resource.name: resource.version for resource in changed})
+        while len(state.unanswered) > MAX_UNANSWERED + 1:  # + the latest
+            del state.unanswered[next(iter(state.unanswered))]
         return b"".join(
             (
                 wire.string_field(_SYSTEM_VERSION_INFO, desired.version),

@@ -46,6 +46,9 @@ class StreamTypeState:
     # reported as absent in `removed_resources`.
     known: dict[str, str] = field(default_factory=dict)
     reported_absent: set[str] = field(default_factory=set)
+    # Delta only: responses not answered yet, older than the latest (nonce -> system version and the versions it
+    # delivered), so that Envoy's NACK of one of them counts (it answers every response, in order).
+    unanswered: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     # Delta only, until the first response is worked out: `initial_resource_versions` of the first request.
     declared: dict[str, str] = field(default_factory=dict)
     change_time: float | None = None

@@ -215,14 +215,17 @@ class AdsStream(ABC, Generic[RequestT]):
         metrics.nack_received(short_name(state.type_url))
         if self._changes > state.changes_seen:  # the configuration changed after the NACKed response was sent
             self._retry(state)
+        self._log_nack(state, status.version_sent, message)
+
+    def _log_nack(self, state: StreamTypeState, version: str, message: str) -> None:
         log.warning(
             "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
             self.record.node.id or "-",
             self.record.peer,
             self.protocol.value,
             state.type_url,
-            status.version_sent,
-            status.version_acked or "nothing",
+            version,
+            state.status.version_acked or "nothing",
             " ".join(message.split()),
         )
 
