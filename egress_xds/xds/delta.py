@@ -67,9 +67,8 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
                 self._nacked(state, request.error_detail.message)
             else:
                 self._acked(state)
-        elif (earlier := state.unanswered.pop(request.response_nonce, None)) is not None:
-            if request.HasField("error_detail"):
-                self._nacked_earlier(state, *earlier, request.error_detail.message)
+        elif (earlier := state.unanswered.pop(request.response_nonce, None)) and request.HasField("error_detail"):
+            self._nacked_earlier(state, *earlier, request.error_detail.message)
         if request.resource_names_unsubscribe:
             _unsubscribe(state, request.resource_names_unsubscribe, keep=request.resource_names_subscribe)
         if request.resource_names_subscribe:
@@ -106,9 +105,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         status.refused = {**status.refused, **offered}
         super()._nacked(state, message)  # last: it may retry at once, which needs `refused`
 
-    def _nacked_earlier(
-        self, state: StreamTypeState, version: str, delivered: Mapping[str, str], message: str
-    ) -> None:
+    def _nacked_earlier(self, state: StreamTypeState, version: str, delivered: Mapping[str, str], message: str) -> None:
         """A NACK of a response older than the latest: what it delivered and was not replaced since is refused."""
         status = state.status
         status.nack_message = message
