@@ -360,8 +360,8 @@ class DeltaMachine(AdsMachine):
 
 
 _SETTINGS = settings(
-    max_examples=300 if _LONG else 6,
-    stateful_step_count=40 if _LONG else 14,
+    max_examples=300 if _LONG else 20,
+    stateful_step_count=40 if _LONG else 25,
     deadline=None,
 )
 
