@@ -1,13 +1,12 @@
 """A model of how Envoy takes CDS and LDS responses: what it holds, and whether it ACKs or NACKs.
 
 The rules are Envoy's, for the resources of `tests/xds/data.py`:
-- a cluster whose endpoint port is `REJECTED_PORT` is refused; the other clusters of the same response are applied
-  (Envoy applies clusters one by one), the refused one keeps its previous version (or stays absent), and the
-  response is NACKed;
-- an LDS response with a listener whose tcp_proxy names a cluster the model does not hold is NACKed as a whole, and
-  the model keeps the listeners of its last ACKed LDS response (a NACK caused by another type);
-- SotW: a response is the full set of its type; Delta: resources are added or replaced, `removed_resources` removed.
-- Unsubscribing (Delta) drops what was held only through the dropped names.
+- a cluster whose endpoint port is `REJECTED_PORT`, or a listener whose tcp_proxy names a cluster the model does
+  not hold (a NACK caused by another type), is refused and keeps its previous version (or stays absent);
+- the rest of the response is applied, as Envoy applies listeners and clusters one by one: removals (SotW: what
+  the response leaves out; Delta: `removed_resources`) and every resource not refused; a response with a refused
+  resource is NACKed;
+- unsubscribing (Delta) drops what was held only through the dropped names.
 
 The model does no I/O: the state machine feeds it decoded responses and sends the requests it asks for.
 """
@@ -88,27 +87,23 @@ class EnvoyModel:
         held = self.held[type_url]
         if type_url == LISTENER_TYPE_URL:
             clusters = self.held[CLUSTER_TYPE_URL]
-            missing = sorted(
-                f"{name}: unknown cluster {use}"
+            missing = {
+                name: sorted(use for use in listener.uses if use not in clusters)
                 for name, listener in resources.items()
-                for use in listener.uses
-                if use not in clusters
-            )
-            if missing:
-                return "; ".join(missing)
-            new = {} if full_state else dict(held)
-            for name in removed:
-                new.pop(name, None)
-            new.update(resources)
-            self.held[type_url] = new
-            return None
-        refused = sorted(name for name, cluster in resources.items() if REJECTED_PORT in cluster.content[1:])
+            }
+            refused = sorted(name for name, uses in missing.items() if uses)
+            error = "; ".join(f"{name}: unknown cluster {', '.join(missing[name])}" for name in refused)
+        else:
+            refused = sorted(name for name, cluster in resources.items() if REJECTED_PORT in cluster.content[1:])
+            error = f"cluster {', '.join(refused)}: invalid endpoint port"
+        # Like Envoy: removals first (SotW: what the response leaves out), then each resource on its own; a refused
+        # one keeps its previous version, or stays absent.
         new = {name: item for name, item in held.items() if name in resources} if full_state else dict(held)
         for name in removed:
             new.pop(name, None)
         new.update((name, item) for name, item in resources.items() if name not in refused)
         self.held[type_url] = new
-        return f"cluster {', '.join(refused)}: invalid endpoint port" if refused else None
+        return error if refused else None
 
     def unsubscribe(self, type_url: str, names: Iterable[str]) -> None:
         """Delta: stop asking for names (or `*`) and drop what is no longer covered."""

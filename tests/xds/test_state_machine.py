@@ -44,7 +44,7 @@ QUIET = 0.12  # seconds without a response after which the stream counts as sett
 SETTLE_RESPONSES = 40  # a settling stream that sends more than this is looping
 SETTLE_SECONDS = 8.0
 
-_LONG = settings.default.max_examples > 100  # `--hypothesis-profile=long`
+_LONG = (settings.default.max_examples if settings.default else 0) > 100  # `--hypothesis-profile=long`
 
 
 Config = tuple[Mapping[str, int], Mapping[str, tuple[str, int]]]
@@ -170,22 +170,15 @@ class AdsMachine(RuleBasedStateMachine):
         self.nonce = {}
         self.nacked = {}
         self.changes_since_nack = {}
-        if self.delta:
-            client: SotwClient | DeltaClient = self.run(self._new_client())
-            for type_url in TYPES:
-                interest = self.model.interest[type_url]
-                subscribe = sorted(interest.names | ({WILDCARD} if interest.wildcard and interest.names else set()))
-                if not interest.wildcard and not interest.names:
-                    subscribe = [ABSENT]  # an empty first request would be the legacy wildcard
-                    self.model.subscribe(type_url, subscribe)
-                self.run(client.send(type_url, subscribe, initial=self.model.versions(type_url)))
-        else:
-            client = self.run(self._new_client())
-            for type_url in TYPES:
-                names = self.model.interest[type_url].sotw_names()
-                if not names and not self.model.interest[type_url].wildcard:
-                    names = [ABSENT]
-                    self.model.subscribe(type_url, names)
+        client = self.run(self._new_client())
+        for type_url in TYPES:
+            interest = self.model.interest[type_url]
+            if not interest.wildcard and not interest.names:
+                self.model.subscribe(type_url, [ABSENT])  # an empty first request would be the legacy wildcard
+            names = interest.sotw_names()  # Delta: the names to subscribe to again, the same list
+            if isinstance(client, DeltaClient):
+                self.run(client.send(type_url, names, initial=self.model.versions(type_url)))
+            else:
                 self.run(client.send(type_url, names, version=self.model.acked_version.get(type_url, "")))
         self.client = client
         self.log.append("connected")
@@ -272,7 +265,12 @@ class AdsMachine(RuleBasedStateMachine):
             self.lds_acked = self.lds_acked or type_url == LDS
             if isinstance(response, DiscoveryResponse):
                 self.model.acked_version[type_url] = response.version_info
-            await self.client.ack(response)  # type: ignore[arg-type]
+            if isinstance(self.client, SotwClient):
+                assert isinstance(response, DiscoveryResponse)
+                await self.client.ack(response)
+            else:
+                assert isinstance(response, DeltaDiscoveryResponse)
+                await self.client.ack(response)
             self.log.append(f"-> ACK {type_url[-7:]}")
             return
         self.nacked[type_url] = signature
