@@ -147,3 +147,39 @@ def test_listeners_nacked_for_a_rejected_cluster_recover_when_the_cluster_is_fix
     assert detail.returncode == 0, detail.stderr
     assert "(not held)" not in detail.stdout, detail.stdout
     assert "CDS: no difference" in detail.stdout and "LDS: no difference" in detail.stdout, detail.stdout
+
+
+def test_a_policy_envoy_refuses_whole_then_the_good_one_again_ends_in_sync(setup: Setup) -> None:
+    """Found by trying the tool as a new user (Delta only, before the state machine's fixes): a policy whose only
+    listener cannot bind and whose proxy is another one (so CDS changes too), then the good policy back. The Delta
+    stream stayed CDS STALE / LDS NACK for good, Envoy kept a cluster the server wanted gone, and `status
+    --fail-nack-after` failed on a healthy node."""
+    before = {item["name"] for item in setup.dynamic_listeners()}
+    refused = (
+        "httpsProxy: http://127.0.0.1:3130\n"
+        "standalone:\n  listeners:\n"
+        "    - {name: unbindable, listen: '192.0.2.1:8080', target: 'api.github.com:443'}\n"
+    )
+    replace_file(setup.serve.policy, refused)
+    wait_until(
+        lambda: setup.statuses().get("lds") == "SYNC_STATUS_NACKED",
+        timeout=20,
+        what="Envoy to refuse the unbindable listener",
+        describe=setup.context,
+    )
+    assert "cannot bind '192.0.2.1:8080'" in setup.node_types()["lds"]["last_nack"]["message"]
+    setup.write("plain", "http://127.0.0.1:3128")
+    setup.wait_statuses("SYNCED", "SYNCED")
+    listeners = {item["name"]: item for item in setup.dynamic_listeners()}
+    assert set(listeners) == before, setup.context()
+    assert all("error_state" not in item for item in listeners.values()), setup.context()
+    clusters = {
+        item["cluster"]["name"]
+        for config in setup.envoy.config_dump()["configs"]
+        for item in config.get("dynamic_active_clusters", [])
+    }
+    assert not any("https-proxy" in name for name in clusters), clusters  # the refused policy's proxy is gone
+    detail = setup.serve.egress_xds(
+        "status", "--server", setup.serve.address, "--fail-nack-after", "0", "--fail-stale-after", "0"
+    )
+    assert detail.returncode == 0, detail.stdout + detail.stderr
