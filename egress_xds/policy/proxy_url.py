@@ -80,11 +80,19 @@ def parse_proxy_url(url: str) -> ProxyUrl:
     credentials = None
     if at:
         username, _, password = userinfo.partition(":")
+        for part, text_part in (("user name", username), ("password", password)):
+            if _BAD_ESCAPE.search(text_part):  # Go's url.Parse refuses it; unquote would keep it as it is
+                raise ProxyUrlError(
+                    f"the URL's {part} has a '%' that is not a %XX escape (write a literal '%' as %25)"
+                )
         credentials = basic_credentials(unquote(username), unquote(password))
         problem = header_value_problem(credentials.header_value)
         if problem is not None:
             raise ProxyUrlError(f"the URL's credentials: {problem}")
     return ProxyUrl(scheme=scheme, host=host, port=port, credentials=credentials)
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _shown_url(text: str) -> str:

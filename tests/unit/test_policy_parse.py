@@ -333,3 +333,17 @@ def test_a_url_given_as_a_file_name_is_not_quoted_with_its_password(tmp_path: Pa
     assert "Zq9X" not in message
     plain = write(tmp_path, f"proxies: {{p: {{url: 'https://10.0.0.1:3128', {field}: missing.pem}}}}\n", "b.yaml")
     assert f"cannot read {tmp_path / 'missing.pem'}: No such file" in errors_of(plain)[0]
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "part"), [("alice:S3cret%ZZ", "password"), ("al%ice:S3cret", "user name"), ("alice:50%", "password")]
+)
+def test_a_percent_that_is_no_escape_in_the_credentials_is_refused(tmp_path: Path, userinfo: str, part: str) -> None:
+    """Go's url.Parse (curl and Kubernetes tooling alike) refuses `%ZZ`; taking it literally would send credentials
+    the user did not mean, and the proxy would answer 407 with no hint why."""
+    (message,) = errors_of(write(tmp_path, f"httpsProxy: http://{userinfo}@proxy.corp.test:3128\n"))
+    assert f"the URL's {part} has a '%' that is not a %XX escape" in message
+    assert "S3cret" not in message and "50%" not in message
+    policy = load_policy_file(write(tmp_path, "httpsProxy: http://alice:50%25@proxy.corp.test:3128\n", "ok.yaml"))
+    proxy = policy.policies[0].https_proxy
+    assert proxy is not None and proxy.credentials is not None
