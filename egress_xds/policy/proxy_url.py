@@ -82,9 +82,7 @@ def parse_proxy_url(url: str) -> ProxyUrl:
         username, _, password = userinfo.partition(":")
         for part, text_part in (("user name", username), ("password", password)):
             if _BAD_ESCAPE.search(text_part):  # Go's url.Parse refuses it; unquote would keep it as it is
-                raise ProxyUrlError(
-                    f"the URL's {part} has a '%' that is not a %XX escape (write a literal '%' as %25)"
-                )
+                raise ProxyUrlError(f"the URL's {part} has a '%' that is not a %XX escape (write a literal '%' as %25)")
         credentials = basic_credentials(unquote(username), unquote(password))
         problem = header_value_problem(credentials.header_value)
         if problem is not None:
