@@ -117,7 +117,7 @@ def test_capture_and_todays_bootstrap_arguments_are_accepted_by_the_cli() -> Non
     capture = _parser().parse_args(init[CAPTURE_CONTAINER]["args"])
     assert (capture.port, capture.envoy_uid) == (15001, 1337)
     bootstrap = _parser().parse_args(bootstrap_words(init[BOOTSTRAP_CONTAINER]))
-    assert bootstrap.xds_address == SETTINGS.xds_address and bootstrap.pod_labels_file == "/etc/podinfo/labels"
+    assert bootstrap.xds_address == [SETTINGS.xds_address] and bootstrap.pod_labels_file == "/etc/podinfo/labels"
     assert init[ENVOY_CONTAINER]["startupProbe"]["tcpSocket"] == {"port": 15001}
 
 
