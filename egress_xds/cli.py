@@ -249,9 +249,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default=SERVE_LISTEN, metavar="HOST:PORT", help="gRPC address (default %(default)s)")
     serve.add_argument(
         "--debounce-ms",
-        type=int,
+        type=_debounce_ms,
         default=FILE_DEBOUNCE_MS,
-        help="coalesce file changes within this time (default %(default)s)",
+        metavar="MS",
+        help=f"coalesce file changes within this time, 0 to {MAX_DEBOUNCE_MS} (default %(default)s)",
     )
     serve.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics")
     serve.add_argument(
@@ -418,6 +419,19 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 0 or more seconds")
+    return value
+
+
+MAX_DEBOUNCE_MS = 60000  # a minute: anything longer is a typo, and a reload that late is no reload
+
+
+def _debounce_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
+    if not 0 <= value <= MAX_DEBOUNCE_MS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 to {MAX_DEBOUNCE_MS} milliseconds")
     return value
 
 

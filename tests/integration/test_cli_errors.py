@@ -73,6 +73,12 @@ CASES = {
     "serve a bad --metrics-address": Case(
         ("serve", "--config", "{good}", "--metrics-address", "a:b:c:x"), 2, "--metrics-address 'a:b:c:x'"
     ),
+    "serve a negative --debounce-ms": Case(
+        ("serve", "--config", "{good}", "--debounce-ms", "-5"), 2, "argument --debounce-ms: '-5': expected 0 to 60000"
+    ),
+    "serve an absurd --debounce-ms": Case(
+        ("serve", "--config", "{good}", "--debounce-ms", "60001"), 2, "argument --debounce-ms: '60001': expected 0"
+    ),
     "serve on a busy port": Case(
         ("serve", "--config", "{good}", "--listen", "{busy}"), 1, "cannot listen on {busy}: address already in use"
     ),
