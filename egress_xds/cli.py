@@ -633,10 +633,15 @@ def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 
 def _node(args: argparse.Namespace) -> Node:
+    """The node of `--node-id`, `--node-meta` and `--mode`; an unknown or contradicting mode is a usage error (a
+    server would give such a node nothing: policy/node.py)."""
     metadata = dict(_key_values(args.node_meta, "--node-meta"))
     if args.mode:
         metadata[MODE_METADATA_KEY] = args.mode
-    return Node(id=args.node_id, metadata=metadata)
+    node = Node(id=args.node_id, metadata=metadata)
+    if node.mode_error is not None:
+        raise UsageError(f"--node-meta {node.mode_error}")
+    return node
 
 
 def _load(args: argparse.Namespace) -> tuple[PolicySource, LoadedPolicy]:

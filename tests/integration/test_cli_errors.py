@@ -61,6 +61,21 @@ CASES = {
     "render with bad metadata": Case(
         ("render", "--config", "{good}", "--node-id", "n", "--node-meta", "novalue"), 2, "expected KEY=VALUE"
     ),
+    "render an unknown mode": Case(
+        ("render", "--config", "{good}", "--node-id", "n", "--node-meta", "mode=bogus"),
+        2,
+        "--node-meta unknown mode 'bogus': expected 'sidecar' or 'standalone' (exact, lowercase)",
+    ),
+    "explain a capitalised mode": Case(
+        ("explain", "--config", "{good}", "--node-id", "n", "--node-meta", "mode=Standalone", "x.example:443"),
+        2,
+        "unknown mode 'Standalone': expected 'sidecar' or 'standalone'",
+    ),
+    "bootstrap an unknown mode": Case(
+        ("bootstrap", "--node-id", "n", "--xds-address", "127.0.0.1:1", "--node-meta", "mode=bogus"),
+        2,
+        "unknown mode 'bogus'",
+    ),
     "explain a name over tcp": Case(
         ("explain", "--config", "{good}", "--node-id", "n", "--protocol", "tcp", "api.example.com:443"),
         2,
