@@ -635,7 +635,12 @@ def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 def _node(args: argparse.Namespace) -> Node:
     """The node of `--node-id`, `--node-meta` and `--mode`; an unknown or contradicting mode is a usage error (a
     server would give such a node nothing: policy/node.py)."""
+    if not args.node_id.strip():
+        raise UsageError("--node-id: empty or blank; Envoy refuses a node without an id")
     metadata = dict(_key_values(args.node_meta, "--node-meta"))
+    given = metadata.get(MODE_METADATA_KEY)
+    if args.mode and given is not None and given != args.mode:
+        raise UsageError(f"--mode {args.mode} and --node-meta {MODE_METADATA_KEY}={given} contradict each other")
     if args.mode:
         metadata[MODE_METADATA_KEY] = args.mode
     node = Node(id=args.node_id, metadata=metadata)

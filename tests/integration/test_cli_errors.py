@@ -76,6 +76,27 @@ CASES = {
         2,
         "unknown mode 'bogus'",
     ),
+    "bootstrap a contradicting mode": Case(
+        (
+            "bootstrap",
+            "--node-id",
+            "n",
+            "--xds-address",
+            "127.0.0.1:1",
+            "--mode",
+            "sidecar",
+            "--node-meta",
+            "mode=standalone",
+        ),
+        2,
+        "--mode sidecar and --node-meta mode=standalone contradict each other",
+    ),
+    "bootstrap an empty node id": Case(
+        ("bootstrap", "--node-id", "", "--xds-address", "127.0.0.1:1"), 2, "--node-id: empty"
+    ),
+    "bootstrap a blank node id": Case(
+        ("bootstrap", "--node-id", " \t", "--xds-address", "127.0.0.1:1"), 2, "--node-id: empty"
+    ),
     "explain a name over tcp": Case(
         ("explain", "--config", "{good}", "--node-id", "n", "--protocol", "tcp", "api.example.com:443"),
         2,

@@ -120,9 +120,13 @@ def test_a_node_of_an_unknown_mode_gets_no_policy_and_one_warning_per_stream(
             assert select_policy(policies, stream_node) is None
         assert select_policy(policies, other_stream_node) is None
     warnings = [record.getMessage() for record in caplog.records]
-    assert warnings == [
-        f"node web-1 gets no configuration: unknown mode {mode!r}: expected 'sidecar' or 'standalone' "
-        "(exact, lowercase)"
-    ] * 2
+    assert (
+        warnings
+        == [
+            f"node web-1 gets no configuration: unknown mode {mode!r}: expected 'sidecar' or 'standalone' "
+            "(exact, lowercase)"
+        ]
+        * 2
+    )
     assert select_policy(policies, Node("web-1", {"mode": "standalone"})) is not None
     assert select_policy(policies, Node("web-1")) is not None
