@@ -849,6 +849,8 @@ def _capture(args: argparse.Namespace) -> int:
             print("\n".join(capture.dry_run(settings)))
             return EXIT_OK
         capture.apply(settings)
+    except capture.InvalidCaptureSettings as error:
+        raise UsageError(str(error)) from None
     except capture.CaptureError as error:
         raise CommandFailed(str(error)) from None
     ipv6 = "IPv6 TCP is reset" if args.ipv6 == "reject" else "IPv6 is left alone"

@@ -125,8 +125,17 @@ CASES = {
     ),
     "serve an invalid policy": Case(("serve", "--config", "{invalid}", "--listen", "127.0.0.1:0"), 1, "rawTcp"),
     "capture a bad exclusion": Case(
-        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.300"), 1, "--exclude-cidr: '10.0.0.300' is not an IP"
+        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.300"), 2, "--exclude-cidr: '10.0.0.300' is not an IP"
     ),
+    "capture a prefix too long": Case(("capture", "--dry-run", "--exclude-cidr", "fd00::/129"), 2, "--exclude-cidr: "),
+    "capture a bracketed network": Case(
+        ("capture", "--dry-run", "--exclude-cidr", "[fd00::]/8"), 2, "--exclude-cidr: "
+    ),
+    "capture port 0": Case(("capture", "--dry-run", "--port", "0"), 2, "--port 0: out of range (expected 1-65535)"),
+    "capture a bad excluded port": Case(
+        ("capture", "--dry-run", "--exclude-port", "70000"), 2, "--exclude-port 70000: out of range"
+    ),
+    "capture a negative uid": Case(("capture", "--dry-run", "--envoy-uid", "-5"), 2, "--envoy-uid -5: out of range"),
     "capture a bad --ipv6": Case(("capture", "--dry-run", "--ipv6", "drop"), 2, "invalid choice: 'drop'"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),
