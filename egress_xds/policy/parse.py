@@ -591,8 +591,10 @@ def _duration_ms(context: _Context, value: Any, path: FieldPath, default: int) -
     if milliseconds > MAX_DURATION_MS:
         context.error(path, "a duration must be at most 1h")
         return default
-    if int(milliseconds) <= 0:
+    if milliseconds <= 0:
         context.error(path, "a duration must be positive")
+    elif milliseconds < 1:
+        context.error(path, f"{value!r} is below the 1ms resolution: a duration must be at least 1ms")
     return int(milliseconds)
 
 
