@@ -33,6 +33,7 @@ LOOPBACK = "127.0.0.0/8"
 LOOPBACK_6 = "::1/128"
 LOOPBACK_INTERFACE = "lo"  # the route to every address of the pod itself
 IPTABLES_WAIT_SECONDS = "5"
+MAX_UID = 2**32 - 2  # uid_t is 32 bits and (uid_t)-1 means "no uid"
 IPV6_ADDRESSES = Path("/proc/net/if_inet6")  # absent when the kernel has IPv6 off
 
 
@@ -57,6 +58,10 @@ class CaptureError(Exception):
     """A failure with a message for humans (missing iptables, missing privilege, a rejected rule)."""
 
 
+class InvalidCaptureSettings(CaptureError):
+    """A setting no rule can be made of (a port out of range, a CIDR that is none), named by its flag."""
+
+
 @dataclass(frozen=True)
 class CaptureSettings:
     port: int = CAPTURE_PORT
@@ -70,10 +75,12 @@ class CaptureSettings:
             try:
                 parse_address_or_network(cidr)
             except DestinationError as error:
-                raise CaptureError(f"--exclude-cidr: {error}") from None
-        for port in (self.port, *self.exclude_ports):
+                raise InvalidCaptureSettings(f"--exclude-cidr: {error}") from None
+        for flag, port in (("--port", self.port), *(("--exclude-port", port) for port in self.exclude_ports)):
             if not 1 <= port <= 65535:
-                raise CaptureError(f"port {port} out of range (expected 1-65535)")
+                raise InvalidCaptureSettings(f"{flag} {port}: out of range (expected 1-65535)")
+        if not 0 <= self.envoy_uid <= MAX_UID:
+            raise InvalidCaptureSettings(f"--envoy-uid {self.envoy_uid}: out of range (expected 0-{MAX_UID})")
 
 
 def chain_rules(settings: CaptureSettings) -> list[list[str]]:

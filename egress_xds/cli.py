@@ -249,9 +249,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", default=SERVE_LISTEN, metavar="HOST:PORT", help="gRPC address (default %(default)s)")
     serve.add_argument(
         "--debounce-ms",
-        type=int,
+        type=_debounce_ms,
         default=FILE_DEBOUNCE_MS,
-        help="coalesce file changes within this time (default %(default)s)",
+        metavar="MS",
+        help=f"coalesce file changes within this time, 0 to {MAX_DEBOUNCE_MS} (default %(default)s)",
     )
     serve.add_argument("--metrics-address", metavar="HOST:PORT", help="serve Prometheus metrics on /metrics")
     serve.add_argument(
@@ -418,6 +419,19 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 0 or more seconds")
+    return value
+
+
+MAX_DEBOUNCE_MS = 60000  # a minute: anything longer is a typo, and a reload that late is no reload
+
+
+def _debounce_ms(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of milliseconds") from None
+    if not 0 <= value <= MAX_DEBOUNCE_MS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 to {MAX_DEBOUNCE_MS} milliseconds")
     return value
 
 
@@ -619,10 +633,20 @@ def _key_values(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 
 def _node(args: argparse.Namespace) -> Node:
+    """The node of `--node-id`, `--node-meta` and `--mode`; an unknown or contradicting mode is a usage error (a
+    server would give such a node nothing: policy/node.py)."""
+    if not args.node_id.strip():
+        raise UsageError("--node-id: empty or blank; Envoy refuses a node without an id")
     metadata = dict(_key_values(args.node_meta, "--node-meta"))
+    given = metadata.get(MODE_METADATA_KEY)
+    if args.mode and given is not None and given != args.mode:
+        raise UsageError(f"--mode {args.mode} and --node-meta {MODE_METADATA_KEY}={given} contradict each other")
     if args.mode:
         metadata[MODE_METADATA_KEY] = args.mode
-    return Node(id=args.node_id, metadata=metadata)
+    node = Node(id=args.node_id, metadata=metadata)
+    if node.mode_error is not None:
+        raise UsageError(f"--node-meta {node.mode_error}")
+    return node
 
 
 def _load(args: argparse.Namespace) -> tuple[PolicySource, LoadedPolicy]:
@@ -825,6 +849,8 @@ def _capture(args: argparse.Namespace) -> int:
             print("\n".join(capture.dry_run(settings)))
             return EXIT_OK
         capture.apply(settings)
+    except capture.InvalidCaptureSettings as error:
+        raise UsageError(str(error)) from None
     except capture.CaptureError as error:
         raise CommandFailed(str(error)) from None
     ipv6 = "IPv6 TCP is reset" if args.ipv6 == "reject" else "IPv6 is left alone"

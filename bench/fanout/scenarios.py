@@ -160,7 +160,8 @@ class Run:
         )
         self.servers.append(server)
         server.wait_ready(time.monotonic() + START_TIMEOUT)
-        self.log(f"server {name}: {self.server_kind} pid {server.pid} port {server.port}")
+        label = "server" if name == "server" else f"server {name}"  # one server, or "server a" and "server b"
+        self.log(f"{label}: {self.server_kind} pid {server.pid} port {server.port}")
         return server
 
     def start_clients(self, ports: tuple[int, ...]) -> None:

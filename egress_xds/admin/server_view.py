@@ -44,7 +44,10 @@ def server_summary(
             lines.append(f"  reload error {_ago(failure, now)}, still failing: {failure.message}")
             lines += [f"    {issue.text}" for issue in failure.errors]
         else:
-            lines.append(f"  last error   {_ago(failure, now)}, fixed by a later reload: {failure.message}")
+            # Its message was written while it failed ("...; still serving the last good policy"): say only what
+            # was wrong, now that a later reload serves a new one.
+            wrong = f"{len(failure.errors)} error(s)" if failure.errors else failure.message
+            lines.append(f"  last error   {_ago(failure, now)}, fixed by a later reload: {wrong}")
     return "\n".join(lines) + "\n"
 
 

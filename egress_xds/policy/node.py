@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import logging
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,6 +18,8 @@ POD_METADATA_KEY = "pod"
 # The pod's Kubernetes service account (a claim, unless a verified client certificate says it: xds/identity.py).
 SERVICE_ACCOUNT_METADATA_KEY = "serviceAccount"
 LABEL_METADATA_PREFIX = "labels."
+
+_log = logging.getLogger("egress_xds.policy.node")
 
 
 class NodeMode(enum.Enum):
@@ -37,11 +41,31 @@ class Node:
 
     @property
     def mode(self) -> NodeMode:
-        value = self.metadata.get(MODE_METADATA_KEY, NodeMode.SIDECAR.value)
-        try:
-            return NodeMode(value)
-        except ValueError:
-            return NodeMode.SIDECAR
+        """The node's mode; sidecar when it says none. A node whose mode is unknown (`mode_error`) gets no policy
+        (`select_policy`), so this default never reaches Envoy for it."""
+        mode = known_mode(self.metadata.get(MODE_METADATA_KEY, NodeMode.SIDECAR.value))
+        return NodeMode.SIDECAR if mode is None else mode
+
+    @property
+    def mode_error(self) -> str | None:
+        """Why the node's `mode` metadata is not one of the modes, or None when it is (or is absent)."""
+        value = self.metadata.get(MODE_METADATA_KEY)
+        if value is None or known_mode(value) is not None:
+            return None
+        return unknown_mode_message(value)
+
+
+def known_mode(value: str) -> NodeMode | None:
+    """The mode spelled exactly `value` (like a Kubernetes enum: `Standalone` is not `standalone`), or None."""
+    try:
+        return NodeMode(value)
+    except ValueError:
+        return None
+
+
+def unknown_mode_message(value: str) -> str:
+    accepted = " or ".join(repr(mode.value) for mode in NodeMode)
+    return f"unknown {MODE_METADATA_KEY} {value!r}: expected {accepted} (exact, lowercase)"
 
 
 @dataclass(frozen=True)
@@ -87,8 +111,27 @@ def select_policy(policies: PolicySet, node: Node) -> EgressPolicy | None:
     decides which policy, and so which proxy credentials, it receives. Without client certificates those are
     *claims*: any node can say any namespace. With `serve --client-ca`, `xds/identity.py` hands this function a
     `Node` whose `namespace` and `serviceAccount` come from the verified certificate (the rest stays a claim).
+
+    A node whose `mode` is unknown gets none: a sidecar's capture listener (or a standalone node's listeners)
+    given to an Envoy that asked for something else would be a guess. It is logged once per Node object, that is
+    once per xDS stream (each stream builds its own from its first request).
     """
+    if node.mode_error is not None:
+        _warn_once(node, node.mode_error)
+        return None
     for policy in policies.policies:
         if selector_matches(policy.selector, node):
             return policy
     return None
+
+
+# The nodes already warned about, by object identity (equal nodes on two streams are two warnings); an entry goes
+# when its stream's node is collected.
+_warned: weakref.WeakValueDictionary[int, Node] = weakref.WeakValueDictionary()
+
+
+def _warn_once(node: Node, problem: str) -> None:
+    if _warned.get(id(node)) is node:
+        return
+    _warned[id(node)] = node
+    _log.warning("node %s gets no configuration: %s", node.id or "-", problem)

@@ -258,8 +258,19 @@ def _parse_policy(
     if "rawTcp" in fields:
         raw_tcp = _parse_enum(context, fields["rawTcp"], (*path, "rawTcp"), RawTcpMode) or raw_tcp
     selector = _parse_selector(context, fields.get("nodes", {}), (*path, "nodes"))
+    # A default given but not resolved was reported where it failed (its URL, or the proxy it names): what needs it
+    # says nothing more.
+    defaults_failed = any(
+        fields.get(key) not in (None, "") and resolved is None
+        for key, resolved in (("httpProxy", http_proxy), ("httpsProxy", https_proxy))
+    )
     standalone = _parse_standalone(
-        context, fields.get("standalone", {}), (*path, "standalone"), proxies, (http_proxy, https_proxy)
+        context,
+        fields.get("standalone", {}),
+        (*path, "standalone"),
+        proxies,
+        (http_proxy, https_proxy),
+        defaults_failed=defaults_failed,
     )
     if len(context.issues) > errors_before:
         return None
@@ -580,8 +591,10 @@ def _duration_ms(context: _Context, value: Any, path: FieldPath, default: int) -
     if milliseconds > MAX_DURATION_MS:
         context.error(path, "a duration must be at most 1h")
         return default
-    if int(milliseconds) <= 0:
+    if milliseconds <= 0:
         context.error(path, "a duration must be positive")
+    elif milliseconds < 1:
+        context.error(path, f"{value!r} is below the 1ms resolution: a duration must be at least 1ms")
     return int(milliseconds)
 
 
@@ -733,6 +746,8 @@ def _parse_standalone(
     path: FieldPath,
     proxies: Mapping[str, Proxy],
     default_proxies: tuple[str | None, str | None],
+    *,
+    defaults_failed: bool = False,
 ) -> Standalone | None:
     http_proxy, https_proxy = default_proxies
     if value in (None, {}):
@@ -761,7 +776,8 @@ def _parse_standalone(
             listen = _parse_listen(context, forward_fields.get("listen"), (*path, "forwardProxy", "listen"))
             plain, tunnels = http_proxy or https_proxy, https_proxy or http_proxy  # each falls back to the other
             if plain is None or tunnels is None:
-                context.error((*path, "forwardProxy"), "a forward proxy needs httpProxy or httpsProxy to be set")
+                if not defaults_failed:
+                    context.error((*path, "forwardProxy"), "a forward proxy needs httpProxy or httpsProxy to be set")
             elif listen is not None:
                 forward_proxy = ForwardProxyListener(*listen, http_proxy=proxies[plain], https_proxy=proxies[tunnels])
     addresses = [(listener.listen_host, listener.listen_port) for listener in listeners]

@@ -141,4 +141,5 @@ def test_a_rejected_reload_shows_in_status(setup: Setup) -> None:
         what="the good reload",
         describe=setup.serve.describe,
     )
-    assert "fixed by a later reload" in setup.status().stdout
+    fixed = [line for line in setup.status().stdout.splitlines() if "fixed by a later reload" in line]
+    assert len(fixed) == 1 and fixed[0].endswith("fixed by a later reload: 1 error(s)"), fixed  # not "still serving"

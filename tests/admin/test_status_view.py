@@ -151,7 +151,7 @@ def test_the_server_side_shows_source_snapshots_and_the_last_reload_error() -> N
     reloads.last_attempt.CopyFrom(admin_pb2.ReloadAttempt(time=at(5), trigger="signal", ok=True, message="2 policies"))
     assert server_summary("127.0.0.1:18000", policy, reloads, Timestamp(seconds=NOW)).splitlines()[2:] == [
         "  last reload  ok, 5s ago (signal): 2 policies",
-        "  last error   10s ago (file change), fixed by a later reload: 1 error(s); still serving the last good policy",
+        "  last error   10s ago (file change), fixed by a later reload: 1 error(s)",
     ]
 
 

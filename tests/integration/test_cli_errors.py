@@ -61,6 +61,42 @@ CASES = {
     "render with bad metadata": Case(
         ("render", "--config", "{good}", "--node-id", "n", "--node-meta", "novalue"), 2, "expected KEY=VALUE"
     ),
+    "render an unknown mode": Case(
+        ("render", "--config", "{good}", "--node-id", "n", "--node-meta", "mode=bogus"),
+        2,
+        "--node-meta unknown mode 'bogus': expected 'sidecar' or 'standalone' (exact, lowercase)",
+    ),
+    "explain a capitalised mode": Case(
+        ("explain", "--config", "{good}", "--node-id", "n", "--node-meta", "mode=Standalone", "x.example:443"),
+        2,
+        "unknown mode 'Standalone': expected 'sidecar' or 'standalone'",
+    ),
+    "bootstrap an unknown mode": Case(
+        ("bootstrap", "--node-id", "n", "--xds-address", "127.0.0.1:1", "--node-meta", "mode=bogus"),
+        2,
+        "unknown mode 'bogus'",
+    ),
+    "bootstrap a contradicting mode": Case(
+        (
+            "bootstrap",
+            "--node-id",
+            "n",
+            "--xds-address",
+            "127.0.0.1:1",
+            "--mode",
+            "sidecar",
+            "--node-meta",
+            "mode=standalone",
+        ),
+        2,
+        "--mode sidecar and --node-meta mode=standalone contradict each other",
+    ),
+    "bootstrap an empty node id": Case(
+        ("bootstrap", "--node-id", "", "--xds-address", "127.0.0.1:1"), 2, "--node-id: empty"
+    ),
+    "bootstrap a blank node id": Case(
+        ("bootstrap", "--node-id", " \t", "--xds-address", "127.0.0.1:1"), 2, "--node-id: empty"
+    ),
     "explain a name over tcp": Case(
         ("explain", "--config", "{good}", "--node-id", "n", "--protocol", "tcp", "api.example.com:443"),
         2,
@@ -73,6 +109,12 @@ CASES = {
     "serve a bad --metrics-address": Case(
         ("serve", "--config", "{good}", "--metrics-address", "a:b:c:x"), 2, "--metrics-address 'a:b:c:x'"
     ),
+    "serve a negative --debounce-ms": Case(
+        ("serve", "--config", "{good}", "--debounce-ms", "-5"), 2, "argument --debounce-ms: '-5': expected 0 to 60000"
+    ),
+    "serve an absurd --debounce-ms": Case(
+        ("serve", "--config", "{good}", "--debounce-ms", "60001"), 2, "argument --debounce-ms: '60001': expected 0"
+    ),
     "serve on a busy port": Case(
         ("serve", "--config", "{good}", "--listen", "{busy}"), 1, "cannot listen on {busy}: address already in use"
     ),
@@ -83,8 +125,17 @@ CASES = {
     ),
     "serve an invalid policy": Case(("serve", "--config", "{invalid}", "--listen", "127.0.0.1:0"), 1, "rawTcp"),
     "capture a bad exclusion": Case(
-        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.300"), 1, "--exclude-cidr: '10.0.0.300' is not an IP"
+        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.300"), 2, "--exclude-cidr: '10.0.0.300' is not an IP"
     ),
+    "capture a prefix too long": Case(("capture", "--dry-run", "--exclude-cidr", "fd00::/129"), 2, "--exclude-cidr: "),
+    "capture a bracketed network": Case(
+        ("capture", "--dry-run", "--exclude-cidr", "[fd00::]/8"), 2, "--exclude-cidr: "
+    ),
+    "capture port 0": Case(("capture", "--dry-run", "--port", "0"), 2, "--port 0: out of range (expected 1-65535)"),
+    "capture a bad excluded port": Case(
+        ("capture", "--dry-run", "--exclude-port", "70000"), 2, "--exclude-port 70000: out of range"
+    ),
+    "capture a negative uid": Case(("capture", "--dry-run", "--envoy-uid", "-5"), 2, "--envoy-uid -5: out of range"),
     "capture a bad --ipv6": Case(("capture", "--dry-run", "--ipv6", "drop"), 2, "invalid choice: 'drop'"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),

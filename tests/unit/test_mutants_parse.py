@@ -64,7 +64,14 @@ def test_health_check_values(tmp_path: Path, fields: str, expected: HealthCheck)
         ("interval: 3600001ms", "proxies.p.healthCheck.interval: a duration must be at most 1h"),
         ("interval: 61m", "proxies.p.healthCheck.interval: a duration must be at most 1h"),
         ("timeout: 0s", "proxies.p.healthCheck.timeout: a duration must be positive"),
-        ("timeout: 0.5ms", "proxies.p.healthCheck.timeout: a duration must be positive"),
+        (
+            "timeout: 0.5ms",
+            "proxies.p.healthCheck.timeout: '0.5ms' is below the 1ms resolution: a duration must be at least 1ms",
+        ),
+        (
+            "interval: 0.999ms",
+            "proxies.p.healthCheck.interval: '0.999ms' is below the 1ms resolution: a duration must be at least 1ms",
+        ),
         ("interval: 5", f"proxies.p.healthCheck.interval: expected a duration like {LIKE}, got the number 5"),
         ("interval: 2h", "proxies.p.healthCheck.interval: a duration must be at most 1h"),
         ("interval: x5s", f"proxies.p.healthCheck.interval: 'x5s' is not a duration: expected a number with {UNIT}"),

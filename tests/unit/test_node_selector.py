@@ -106,3 +106,27 @@ def test_a_bad_service_account_selector_names_the_field(value: object, message: 
         parse_document(document)
     (issue,) = raised.value.issues
     assert "nodes.serviceAccount" in str(issue) and message in str(issue) and "policy.yaml:3" in str(issue)
+
+
+@pytest.mark.parametrize("mode", ["bogus", "Standalone", "SIDECAR", " sidecar", ""])
+def test_a_node_of_an_unknown_mode_gets_no_policy_and_one_warning_per_stream(
+    mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    policies = parse_document(load_document("httpsProxy: http://10.0.0.1:3128\n", "p.yaml"))
+    stream_node = Node("web-1", {"mode": mode})  # what one stream's first request says
+    other_stream_node = Node("web-1", {"mode": mode})  # the same Envoy on a second stream
+    with caplog.at_level("WARNING", logger="egress_xds.policy.node"):
+        for _ in range(3):  # every publish regroups every stream
+            assert select_policy(policies, stream_node) is None
+        assert select_policy(policies, other_stream_node) is None
+    warnings = [record.getMessage() for record in caplog.records]
+    assert (
+        warnings
+        == [
+            f"node web-1 gets no configuration: unknown mode {mode!r}: expected 'sidecar' or 'standalone' "
+            "(exact, lowercase)"
+        ]
+        * 2
+    )
+    assert select_policy(policies, Node("web-1", {"mode": "standalone"})) is not None
+    assert select_policy(policies, Node("web-1")) is not None
