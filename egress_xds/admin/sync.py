@@ -21,7 +21,7 @@ import enum
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
-from egress_xds.policy.node import PolicyGroup
+from egress_xds.policy.node import MODE_METADATA_KEY, PolicyGroup
 from egress_xds.type_urls import ads_sort_key
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRecord, TypeRecord
@@ -163,6 +163,6 @@ def group_labels(group: Hashable | None, record: StreamRecord) -> tuple[str, str
     (tests, future sources) may use any key, shown as text. No group: no policy selects the node."""
     if isinstance(group, PolicyGroup):
         return group.policy, group.mode.value
-    if group is None:
-        return "", record.node.mode.value
+    if group is None:  # an unknown mode gets no group: show what the node said, not the sidecar default
+        return "", record.node.metadata.get(MODE_METADATA_KEY, "") if record.node.mode_error else record.node.mode.value
     return str(group), record.node.mode.value

@@ -52,6 +52,8 @@ def test_a_node_of_an_unknown_mode_gets_no_listener_and_one_warning(tmp_path: Pa
                 for config in section.get("dynamic_listeners", [])
             ]
             assert listeners == [], listeners
+            listed = serve.call("egress_xds.admin.v1.Admin/ListNodes", {"node_id": NODE})["nodes"]
+            assert [(node.get("policy", ""), node.get("mode")) for node in listed] == [("", "Standalone")], listed
         assert warnings_about(serve) == [
             f"node {NODE} gets no configuration: unknown mode 'Standalone': expected 'sidecar' or 'standalone' "
             "(exact, lowercase)"
