@@ -79,8 +79,11 @@ class CaptureSettings:
         for flag, port in (("--port", self.port), *(("--exclude-port", port) for port in self.exclude_ports)):
             if not 1 <= port <= 65535:
                 raise InvalidCaptureSettings(f"{flag} {port}: out of range (expected 1-65535)")
-        if not 0 <= self.envoy_uid <= MAX_UID:
-            raise InvalidCaptureSettings(f"--envoy-uid {self.envoy_uid}: out of range (expected 0-{MAX_UID})")
+        if not 1 <= self.envoy_uid <= MAX_UID:
+            raise InvalidCaptureSettings(
+                f"--envoy-uid {self.envoy_uid}: expected 1-{MAX_UID}"
+                " (uid 0 would exempt every root process from capture)"
+            )
 
 
 def chain_rules(settings: CaptureSettings) -> list[list[str]]:

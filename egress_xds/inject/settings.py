@@ -230,8 +230,8 @@ def check(settings: InjectSettings) -> InjectSettings:
         parse_host_port(settings.xds_address)
     except DestinationError as error:
         raise SettingError("xdsAddress", f"{error}") from None
-    if not 1 <= settings.envoy_uid <= 2**31 - 1 or settings.envoy_uid == 0:
-        raise SettingError("envoyUid", "expected a uid other than 0 (root is never exempt from capture)")
+    if not 1 <= settings.envoy_uid <= 2**31 - 1:
+        raise SettingError("envoyUid", f"expected 1-{2**31 - 1} (uid 0 would exempt every root process from capture)")
     if not 1 <= settings.envoy_concurrency <= 64:
         raise SettingError("envoyConcurrency", "expected 1-64")
     for name in ("capture_port", "readiness_port"):

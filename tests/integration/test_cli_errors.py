@@ -135,7 +135,10 @@ CASES = {
     "capture a bad excluded port": Case(
         ("capture", "--dry-run", "--exclude-port", "70000"), 2, "--exclude-port 70000: out of range"
     ),
-    "capture a negative uid": Case(("capture", "--dry-run", "--envoy-uid", "-5"), 2, "--envoy-uid -5: out of range"),
+    "capture a negative uid": Case(("capture", "--dry-run", "--envoy-uid", "-5"), 2, "--envoy-uid -5: expected 1-"),
+    "capture root's uid": Case(
+        ("capture", "--dry-run", "--envoy-uid", "0"), 2, "uid 0 would exempt every root process"
+    ),
     "capture a bad --ipv6": Case(("capture", "--dry-run", "--ipv6", "drop"), 2, "invalid choice: 'drop'"),
     "status of no server": Case(("status", "--server", "{closed}"), 1, "cannot ask egress-xds at {closed}"),
     "status with a negative limit": Case(("status", "--fail-nack-after", "-1"), 2, "expected 0 or more seconds"),

@@ -32,14 +32,18 @@ def test_debounce_takes_zero_to_a_minute_and_names_the_flag_otherwise(
     st.integers(min_value=-(2**40), max_value=2**40),
 )
 def test_capture_settings_out_of_range_name_their_flag(name: str, value: int) -> None:
-    lowest, highest = (0, capture.MAX_UID) if name == "envoy_uid" else (1, 65535)
+    lowest, highest = (1, capture.MAX_UID) if name == "envoy_uid" else (1, 65535)
     fields = {"exclude_ports": (value,)} if name == "exclude_port" else {name: value}
     if lowest <= value <= highest:
         capture.CaptureSettings(**fields)  # type: ignore[arg-type]
         return
     with pytest.raises(capture.InvalidCaptureSettings) as caught:
         capture.CaptureSettings(**fields)  # type: ignore[arg-type]
-    assert str(caught.value) == f"--{name.replace('_', '-')} {value}: out of range (expected {lowest}-{highest})"
+    flag = f"--{name.replace('_', '-')} {value}"
+    if name == "envoy_uid":
+        assert str(caught.value).startswith(f"{flag}: expected 1-{highest} (uid 0 would exempt every root process")
+    else:
+        assert str(caught.value) == f"{flag}: out of range (expected {lowest}-{highest})"
 
 
 @given(st.text(max_size=20))
