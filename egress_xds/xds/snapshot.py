@@ -12,8 +12,9 @@ only what changed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3.discovery_pb2 import Resource
 from google.protobuf.any_pb2 import Any
@@ -22,6 +23,9 @@ from google.protobuf.message import Message
 from egress_xds.type_urls import LISTENER_TYPE_URL, type_url_of
 from egress_xds.xds import wire
 from egress_xds.xds.dependencies import clusters_used_by
+
+if TYPE_CHECKING:
+    from egress_xds.xds.responses import Response
 
 _RESPONSE_RESOURCES_FIELD = 2  # DiscoveryResponse.resources and DeltaDiscoveryResponse.resources
 _HASH_BYTES = 8  # 16 hex characters: versions stay short in logs and CSDS, collisions are out of reach
@@ -96,15 +100,17 @@ class ResourceSet:
 
     A snapshot holds one per type; a stream that needs a subset (named subscriptions) or a superset (clusters kept
     for make-before-break) builds its own from the same `PreparedResource` objects, without protobuf work.
+    `shared_responses` holds the responses assembled from the set for every stream that needs them (`responses`).
     """
 
-    __slots__ = ("_body", "resources", "type_url", "version")
+    __slots__ = ("_body", "resources", "shared_responses", "type_url", "version")
 
     def __init__(self, type_url: str, resources: Mapping[str, PreparedResource]) -> None:
         self.type_url = type_url
         self.resources: Mapping[str, PreparedResource] = resources
         self.version = set_version(resources.values())
         self._body: bytes | None = None
+        self.shared_responses: dict[Hashable, Response] | None = None  # created on first use
 
     @property
     def sotw_body(self) -> bytes:
