@@ -23,12 +23,13 @@ from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from egress_xds.type_urls import WILDCARD
+from egress_xds import metrics
+from egress_xds.type_urls import WILDCARD, short_name
 from egress_xds.xds import control_plane, wire
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
-from egress_xds.xds.state import StreamTypeState, mark_acked, mark_sent, uses_of
+from egress_xds.xds.state import StreamTypeState, forget, mark_acked, mark_sent
 from egress_xds.xds.stream import AdsStream
 
 # DeltaDiscoveryResponse field numbers
@@ -36,6 +37,12 @@ _SYSTEM_VERSION_INFO = 1
 _TYPE_URL = 4
 _NONCE = 5
 _REMOVED_RESOURCES = 6
+
+# Responses of one type older than the latest whose NACK still counts: Envoy answers each response in order, so
+# only a burst of changes faster than it answers builds up more than one or two.
+MAX_UNANSWERED = 16
+
+_UNKNOWN_VERSION = ""  # in `known`: the client may hold some version of the name (no real version is empty)
 
 
 class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
@@ -55,12 +62,15 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             # A fresh client waits for a first answer; a reconnecting one already holds its configuration.
             state.must_answer = not initial
         if request.response_nonce and request.response_nonce == state.nonce:
+            state.unanswered.clear()
             if request.HasField("error_detail"):
                 self._nacked(state, request.error_detail.message)
             else:
                 self._acked(state)
+        elif (earlier := state.unanswered.pop(request.response_nonce, None)) and request.HasField("error_detail"):
+            self._nacked_earlier(state, *earlier, request.error_detail.message)
         if request.resource_names_unsubscribe:
-            _unsubscribe(state, request.resource_names_unsubscribe)
+            _unsubscribe(state, request.resource_names_unsubscribe, keep=request.resource_names_subscribe)
         if request.resource_names_subscribe:
             _subscribe(state, request.resource_names_subscribe, initial)
 
@@ -77,12 +87,15 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         }
         if status.refused:  # the client kept its previous version of what it refused (or nothing)
             acked = {name: item for name, item in state.sent.items() if name not in status.refused}
-            acked.update((name, previous[name]) for name in status.refused if name in previous)
+            kept = {name: previous[name] for name in status.refused if name in previous}
+            acked.update(kept)
             status.acked = acked
             status.version_acked = set_version(acked.values())
+            # Make-before-break: the clusters the kept versions use stay until the client takes the new ones.
+            state.older_uses = {name: item.uses_clusters for name, item in kept.items() if item.uses_clusters}
+            state.held_uses = state.held_uses.union(*state.older_uses.values())
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
-        super()._nacked(state, message)
         status = state.status
         offered = {
             name: resource.version
@@ -90,13 +103,30 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             if (held := status.acked.get(name)) is None or held.version != resource.version
         }
         status.refused = {**status.refused, **offered}
+        super()._nacked(state, message)  # last: it may retry at once, which needs `refused`
+
+    def _nacked_earlier(self, state: StreamTypeState, version: str, delivered: Mapping[str, str], message: str) -> None:
+        """A NACK of a response older than the latest: what it delivered and was not replaced since is refused."""
+        status = state.status
+        status.nack_message = message
+        status.nack_time = time.time()
+        status.nack_version = version
+        refused = {
+            name: item
+            for name, item in delivered.items()
+            if (resource := state.sent.get(name)) is not None and resource.version == item
+        }
+        status.refused = {**status.refused, **refused}
+        metrics.nack_received(short_name(state.type_url))
+        self._log_nack(state, version, message)
 
     def _retry(self, state: StreamTypeState) -> None:
-        """Forget that the client has the versions it refused, so that they are in the response again."""
+        """Forget which version the client has of what it refused, so that they are in the response again, or in
+        `removed_resources` if they are gone meanwhile (Envoy may hold them: it applies resources one by one)."""
         super()._retry(state)
         for name, version in state.status.refused.items():
             if state.known.get(name) == version:
-                del state.known[name]
+                state.known[name] = _UNKNOWN_VERSION
 
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
@@ -121,6 +151,9 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         nonce = self._next_nonce()
         _apply(state, changed, removed, absent)
         self._sent(state, desired.version, nonce)
+        state.unanswered[nonce] = (desired.version, {resource.name: resource.version for resource in changed})
+        while len(state.unanswered) > MAX_UNANSWERED + 1:  # + the latest
+            del state.unanswered[next(iter(state.unanswered))]
         return b"".join(
             (
                 wire.string_field(_SYSTEM_VERSION_INFO, desired.version),
@@ -161,14 +194,16 @@ def _subscribe(state: StreamTypeState, names: Iterable[str], initial: Mapping[st
             state.reported_absent.discard(name)
 
 
-def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str]) -> None:
+def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iterable[str]) -> None:
+    """`keep`: the names the same request subscribes to, which the client keeps when it drops `*`."""
     names = list(unsubscribed)
     subscription = state.subscription
     subscription.unsubscribe(names)
+    kept = set(keep)
     dropped: set[str] = set()
     for name in names:
         if name == WILDCARD:
-            dropped.update(held for held in state.known if held not in subscription.names)
+            dropped.update(held for held in state.known if held not in subscription.names and held not in kept)
         else:
             # Still covered by a wildcard: the client dropped it anyway and expects it again.
             dropped.add(name)
@@ -176,9 +211,7 @@ def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str]) -> None:
     if dropped:
         for name in dropped:
             state.known.pop(name, None)
-        state.sent = {name: resource for name, resource in state.sent.items() if name not in dropped}
-        state.held = {name: resource for name, resource in state.held.items() if name not in dropped}
-        state.held_uses = uses_of(state.held.values())
+        forget(state, dropped)
         state.synced_version = None
 
 

@@ -9,7 +9,8 @@ or NACKed and partially applied). The sequence on a snapshot change that drops c
 2. LDS: the new listeners (without L);
 3. the client ACKs that LDS: no held listener uses A any more, so CDS goes out again without A.
 
-A kept cluster is taken from what the stream was sent before (the old version), never rebuilt.
+A kept cluster is taken from the latest response the stream was sent (the old version), never rebuilt; a cluster
+that response removed is not brought back for a listener that names it.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def clusters_still_needed(
     for name in listeners.held_uses:
         if name in available.resources:
             continue
-        previous = clusters.held.get(name)
+        previous = clusters.sent.get(name)  # the latest response only: one it removed is gone from the client
         if previous is not None:
             kept[name] = previous
     return kept

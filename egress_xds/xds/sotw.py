@@ -3,9 +3,10 @@
 Rules kept here (docs/architecture.md, "The xDS protocol rules the server keeps"):
 - A request whose `response_nonce` is not the latest sent for its type is ignored entirely: it answers a
   response the client has not caught up with, so its names and its ACK/NACK are outdated.
-- ACK and NACK are read from the nonce and `error_detail`, never from version numbers. A NACK records the error
-  and changes nothing else: the desired version it rejected is never sent again on this stream; the next
-  response goes out when the desired set changes (new snapshot, regrouping, subscription change).
+- ACK and NACK are read from the nonce and `error_detail`; a request without `error_detail` is an ACK only if its
+  `version_info` is that response's (after a NACK, Envoy's next request repeats the nonce with its old version).
+  A NACK records the error and changes nothing else: the desired version it rejected is never sent again on this
+  stream; the next response goes out when the desired set changes (new snapshot, regrouping, subscription change).
 - A first request (empty nonce, or a nonce from an earlier stream: nothing of its type was sent on this one) and
   any newly subscribed name are always answered, even with an unchanged set.
 """
@@ -40,8 +41,9 @@ class SotwStream(AdsStream[DiscoveryRequest]):
                 return
             if request.HasField("error_detail"):
                 self._nacked(state, request.error_detail.message)
-            else:
+            elif request.version_info == state.status.version_sent:
                 self._acked(state)
+            # else: a later request about a NACKed response (Envoy repeats its nonce with the old version): no ACK
         else:
             state.must_answer = True
         if state.subscription.replace(request.resource_names, type_url=request.type_url, first=first):

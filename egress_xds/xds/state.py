@@ -17,11 +17,12 @@ class StreamTypeState:
     `sent` is what the client holds once it applies our latest response: for SotW the resources of that
     response, for Delta the accumulated view. It is replaced, never mutated.
 
-    `held` and `held_uses` are what the client *may* hold: everything sent since the latest ACKed response
-    (responses overtaken by newer ones, a NACKed one that Envoy applied in part: Envoy applies listeners and
-    clusters one by one). `held` keeps the latest version per name; `held_uses` the clusters used by any
-    version of a listener in it. Make-before-break relies on these; an ACK of the latest response resets them
-    to `sent`.
+    `held` and `held_uses` are what the client *may* hold: `held` is the latest version of each name it has not
+    been told to remove (a name a later response removed is gone: Envoy applies responses in order, so it is
+    gone before any later CDS arrives); `held_uses` the clusters used by any version of those names sent since
+    the latest ACK (`older_uses`: a NACKed version, or one Envoy applied in part: it applies listeners and
+    clusters one by one, so it may still run the previous one). Make-before-break relies on these; an ACK of the
+    latest response resets them to `sent`.
 
     `synced_version` is the version of the desired set the stream was last brought to; the same desired version
     is never sent twice, which is what keeps a NACKed config from being re-sent.
@@ -40,13 +41,20 @@ class StreamTypeState:
     sent: Mapping[str, PreparedResource] = field(default_factory=dict)
     held: Mapping[str, PreparedResource] = field(default_factory=dict)
     held_uses: frozenset[str] = frozenset()
+    older_uses: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Delta only: the version of each resource the client holds, and explicitly subscribed names already
     # reported as absent in `removed_resources`.
     known: dict[str, str] = field(default_factory=dict)
     reported_absent: set[str] = field(default_factory=set)
+    # Delta only: responses not answered yet, older than the latest (nonce -> system version and the versions it
+    # delivered), so that Envoy's NACK of one of them counts (it answers every response, in order).
+    unanswered: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     # Delta only, until the first response is worked out: `initial_resource_versions` of the first request.
     declared: dict[str, str] = field(default_factory=dict)
     change_time: float | None = None
+    # The stream's count of changing responses when this type's latest response was sent: a NACK that arrives
+    # after a later change (the fix crossed the NACK) is retried at once.
+    changes_seen: int = 0
 
 
 def uses_of(resources: Iterable[PreparedResource]) -> frozenset[str]:
@@ -61,20 +69,23 @@ def mark_sent(
     state: StreamTypeState, sent: Mapping[str, PreparedResource], delivered: Iterable[PreparedResource]
 ) -> None:
     """Record the client's view after a response that delivered `delivered` (all of it, for SotW)."""
-    state.sent = sent
-    delivered = list(delivered)
-    if not state.held:
-        # Nothing held before: share the (never mutated) mapping instead of copying it per stream.
-        state.held = sent
-        state.held_uses = uses_of(sent.values())
-        return
-    state.held = {**state.held, **{resource.name: resource for resource in delivered}}
-    uses = uses_of(delivered)
-    if not uses <= state.held_uses:
-        state.held_uses = state.held_uses | uses
+    older = {name: uses for name, uses in state.older_uses.items() if name in sent}
+    for resource in delivered:
+        previous = state.held.get(resource.name)
+        if previous is not None and not previous.uses_clusters <= resource.uses_clusters:
+            older[resource.name] = older.get(resource.name, frozenset()) | previous.uses_clusters
+    state.sent = state.held = sent
+    state.older_uses = older
+    state.held_uses = uses_of(sent.values()).union(*older.values())
+
+
+def forget(state: StreamTypeState, dropped: set[str]) -> None:
+    """The client dropped these names itself (a Delta unsubscribe)."""
+    mark_sent(state, {name: resource for name, resource in state.sent.items() if name not in dropped}, ())
 
 
 def mark_acked(state: StreamTypeState) -> None:
     """The latest response was applied: the client holds exactly `sent`."""
     state.held = state.sent
+    state.older_uses = {}
     state.held_uses = uses_of(state.sent.values())

@@ -90,6 +90,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
         self.denied: str | None = None  # why the server refused the node (PERMISSION_DENIED), if it did
         self._nonces = itertools.count(1)
+        self._changes = 0  # responses sent that carried a change (see `StreamTypeState.changes_seen`)
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
     async def run(self, requests: AsyncIterator[RequestT]) -> None:
@@ -212,14 +213,19 @@ class AdsStream(ABC, Generic[RequestT]):
         status.rejected = state.sent
         state.change_time = None  # this change never converges; the next one is timed afresh
         metrics.nack_received(short_name(state.type_url))
+        if self._changes > state.changes_seen:  # the configuration changed after the NACKed response was sent
+            self._retry(state)
+        self._log_nack(state, status.version_sent, message)
+
+    def _log_nack(self, state: StreamTypeState, version: str, message: str) -> None:
         log.warning(
             "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
             self.record.node.id or "-",
             self.record.peer,
             self.protocol.value,
             state.type_url,
-            status.version_sent,
-            status.version_acked or "nothing",
+            version,
+            state.status.version_acked or "nothing",
             " ".join(message.split()),
         )
 
@@ -279,16 +285,18 @@ class AdsStream(ABC, Generic[RequestT]):
             return True
         changed_at, self._changed_at = self._changed_at, None
         changed = False
+        sent_now: set[str] = set()
         try:
             for state in self._ordered:
-                retry = changed and state.status.nacked
+                retry = changed and _awaits_retry(state)
                 if retry:
                     self._retry(state)
-                if await self._send(snapshot, state, changed_at) and not retry:
-                    changed = True
+                if await self._send(snapshot, state, changed_at):
+                    sent_now.add(state.type_url)
+                    changed = changed or not retry
             if changed:  # types before the first change in ADS order (e.g. CDS NACKed, then LDS changed)
                 for state in self._ordered:
-                    if state.status.nacked:
+                    if state.type_url not in sent_now and _awaits_retry(state):
                         self._retry(state)
                         await self._send(snapshot, state, changed_at)
         except _ClientGone as gone:
@@ -298,8 +306,9 @@ class AdsStream(ABC, Generic[RequestT]):
 
     async def _send(self, snapshot: Snapshot, state: StreamTypeState, changed_at: float | None) -> bool:
         """Write the response `state` needs now, if any. True if it carries a change: a set of another version
-        than the one sent before (a first response, or a resubscription to the same set, is no change)."""
-        before = state.synced_version
+        than the one sent before (a first response, or a resubscription to the same set, is no change). Compared
+        with the version last sent, not `synced_version`: a Delta unsubscribe clears that one."""
+        before = state.status.version_sent or None
         payload = self._respond(snapshot, state)
         if payload is None:
             return False
@@ -310,7 +319,12 @@ class AdsStream(ABC, Generic[RequestT]):
         except Exception as error:  # grpc's ExecuteBatchError / AioRpcError: the RPC ended under us (cancel)
             raise _ClientGone from error
         metrics.response_sent(short_name(state.type_url), len(payload))
-        return before is not None and before != state.synced_version
+        state.changes_seen = self._changes
+        if before is None or before == state.status.version_sent:
+            return False
+        self._changes += 1
+        state.changes_seen = self._changes
+        return True
 
     def _reject(self, reason: str) -> None:
         self.error = reason
@@ -351,6 +365,12 @@ class AdsStream(ABC, Generic[RequestT]):
             self.protocol.value,
             time.time() - self.record.connected_at,
         )
+
+
+def _awaits_retry(state: StreamTypeState) -> bool:
+    """The client rejected what it was sent last of this type: its latest response is NACKed, or (Delta) a
+    refused version is still the latest sent (a later response of other resources was ACKed)."""
+    return state.status.nacked or state.status.still_refused
 
 
 def _size_of(request: object) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Hashable, Mapping
 from typing import Any
 
@@ -70,8 +71,9 @@ def cache() -> SnapshotCache:
     return SnapshotCache(group_by_metadata)
 
 
-@pytest.fixture
-async def ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
+@contextlib.asynccontextmanager
+async def open_ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
+    """A server on 127.0.0.1 (port 0) and a channel to it; closes clients, channel and server on exit."""
     registry = StreamRegistry()
     server = AdsServer(cache, "127.0.0.1:0", registry=registry)
     await server.start()
@@ -84,3 +86,9 @@ async def ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
             await client.close()
         await channel.close()
         await server.stop(grace=0)
+
+
+@pytest.fixture
+async def ads(cache: SnapshotCache) -> AsyncIterator[Ads]:
+    async with open_ads(cache) as harness:
+        yield harness
