@@ -25,18 +25,12 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
 from egress_xds import metrics
 from egress_xds.type_urls import WILDCARD, short_name
-from egress_xds.xds import control_plane, wire
+from egress_xds.xds import responses
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
 from egress_xds.xds.state import StreamTypeState, forget, mark_acked, mark_sent
 from egress_xds.xds.stream import AdsStream
-
-# DeltaDiscoveryResponse field numbers
-_SYSTEM_VERSION_INFO = 1
-_TYPE_URL = 4
-_NONCE = 5
-_REMOVED_RESOURCES = 6
 
 # Responses of one type older than the latest whose NACK still counts: Envoy answers each response in order, so
 # only a burst of changes faster than it answers builds up more than one or two.
@@ -148,23 +142,17 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         if not (changed or removed or absent or state.must_answer):
             state.synced_version = desired.version
             return None
-        nonce = self._next_nonce()
+        # Streams with the same history get the same bytes (wildcard streams that were in sync: all of them).
+        response = responses.delta_response(desired, changed, [*removed, *absent], state.sequence)
         _apply(state, changed, removed, absent)
-        self._sent(state, desired.version, nonce)
-        state.unanswered[nonce] = (desired.version, {resource.name: resource.version for resource in changed})
+        self._sent(state, desired.version, response)
+        state.unanswered[response.nonce] = (
+            desired.version,
+            {resource.name: resource.version for resource in changed},
+        )
         while len(state.unanswered) > MAX_UNANSWERED + 1:  # + the latest
             del state.unanswered[next(iter(state.unanswered))]
-        return b"".join(
-            (
-                wire.string_field(_SYSTEM_VERSION_INFO, desired.version),
-                *(resource.delta_field for resource in changed),
-                wire.string_field(_TYPE_URL, state.type_url),
-                *(wire.string_field(_REMOVED_RESOURCES, name) for name in removed),
-                *(wire.string_field(_REMOVED_RESOURCES, name) for name in absent),
-                wire.string_field(_NONCE, nonce),
-                control_plane.DELTA_FIELD,
-            )
-        )
+        return response.payload
 
 
 def _adopt_declared(state: StreamTypeState, desired: Mapping[str, PreparedResource]) -> None:

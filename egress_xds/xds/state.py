@@ -36,6 +36,7 @@ class StreamTypeState:
     subscription: Subscription = field(default_factory=Subscription)
     requests: int = 0
     nonce: str = ""
+    sequence: int = 0  # of the latest response sent (`responses`): a shared response older than it is not reused
     must_answer: bool = False
     synced_version: str | None = None
     sent: Mapping[str, PreparedResource] = field(default_factory=dict)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -30,6 +29,7 @@ from egress_xds.xds.cache import SnapshotCache, Watch
 from egress_xds.xds.identity import IdentityMismatch, SpiffeId, verified_node
 from egress_xds.xds.node import node_from_proto, node_identity
 from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry
+from egress_xds.xds.responses import Response
 from egress_xds.xds.snapshot import Snapshot
 from egress_xds.xds.state import StreamTypeState, mark_acked
 
@@ -89,7 +89,6 @@ class AdsStream(ABC, Generic[RequestT]):
         self.closed_by_server = False
         self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
         self.denied: str | None = None  # why the server refused the node (PERMISSION_DENIED), if it did
-        self._nonces = itertools.count(1)
         self._changes = 0  # responses sent that carried a change (see `StreamTypeState.changes_seen`)
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
@@ -191,9 +190,6 @@ class AdsStream(ABC, Generic[RequestT]):
     def _listeners(self) -> StreamTypeState | None:
         return self._states.get(LISTENER_TYPE_URL)
 
-    def _next_nonce(self) -> str:
-        return format(next(self._nonces), "x")
-
     def _acked(self, state: StreamTypeState) -> None:
         mark_acked(state)
         status = state.status
@@ -229,8 +225,9 @@ class AdsStream(ABC, Generic[RequestT]):
             " ".join(message.split()),
         )
 
-    def _sent(self, state: StreamTypeState, version: str, nonce: str) -> None:
-        state.nonce = nonce
+    def _sent(self, state: StreamTypeState, version: str, response: Response) -> None:
+        nonce = state.nonce = response.nonce
+        state.sequence = response.sequence
         state.synced_version = version
         state.must_answer = False
         status = state.status
