@@ -168,7 +168,7 @@ def _adopt_declared(state: StreamTypeState, desired: Mapping[str, PreparedResour
     status.sent = status.acked = state.sent
     status.version_sent = status.version_acked = set_version(state.sent.values())
     status.last_update_time = status.ack_time = time.time()
-    status.resource_names = frozenset(state.subscription.names)
+    status.resource_names = state.subscription.names
     status.wildcard = state.subscription.wildcard
 
 
@@ -179,7 +179,8 @@ def _subscribe(state: StreamTypeState, names: Iterable[str], initial: Mapping[st
         state.must_answer = True
         if name != WILDCARD:
             state.known.pop(name, None)
-            state.reported_absent.discard(name)
+            if name in state.reported_absent:
+                state.reported_absent -= {name}
 
 
 def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iterable[str]) -> None:
@@ -195,7 +196,8 @@ def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iter
         else:
             # Still covered by a wildcard: the client dropped it anyway and expects it again.
             dropped.add(name)
-            state.reported_absent.discard(name)
+            if name in state.reported_absent:
+                state.reported_absent -= {name}
     if dropped:
         for name in dropped:
             state.known.pop(name, None)
@@ -212,9 +214,9 @@ def _apply(state: StreamTypeState, changed: list[PreparedResource], removed: lis
     for name in removed:
         del state.known[name]
         sent.pop(name, None)
-        if name in state.subscription.names:
-            state.reported_absent.add(name)
-    state.reported_absent.update(absent)
+    removed_subscribed = [name for name in removed if name in state.subscription.names]
+    if absent or removed_subscribed:
+        state.reported_absent = state.reported_absent.union(absent, removed_subscribed)
     status = state.status
     if status.refused:  # what is sent again is no longer "refused and not sent again"
         again = {resource.name for resource in changed}

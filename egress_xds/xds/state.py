@@ -46,7 +46,7 @@ class StreamTypeState:
     # Delta only: the version of each resource the client holds, and explicitly subscribed names already
     # reported as absent in `removed_resources`.
     known: dict[str, str] = field(default_factory=dict)
-    reported_absent: set[str] = field(default_factory=set)
+    reported_absent: frozenset[str] = frozenset()  # replaced, not mutated: no empty set per idle stream
     # Delta only: responses not answered yet, older than the latest (nonce -> system version and the versions it
     # delivered), so that Envoy's NACK of one of them counts (it answers every response, in order).
     unanswered: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)

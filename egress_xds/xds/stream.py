@@ -76,7 +76,9 @@ class AdsStream(ABC, Generic[RequestT]):
         self.identity = identity  # verified by the TLS handshake (serve --client-ca), or None
         self._registry = registry
         self._write = write
-        self._wake = asyncio.Event()
+        # The wake-up: a flag and, while the stream sleeps, a future (an asyncio.Event costs a deque per stream).
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._inbox: list[RequestT] = []  # a list: a deque costs a 0.5 KB block per idle stream
         self._inbox_bytes = 0
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while the inbox is full
@@ -97,8 +99,7 @@ class AdsStream(ABC, Generic[RequestT]):
         reader = asyncio.create_task(self._read(requests))
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                await self._sleep()
                 if self._inbox:
                     requests_now, self._inbox, self._inbox_bytes = self._inbox, [], 0
                     self._make_room()
@@ -125,7 +126,7 @@ class AdsStream(ABC, Generic[RequestT]):
         """End the stream from the server side (shutdown)."""
         self.closed_by_server = True
         self._ended = True
-        self._wake.set()
+        self._wake_up()
 
     # -- for subclasses ----------------------------------------------------------------------------------------
 
@@ -234,7 +235,7 @@ class AdsStream(ABC, Generic[RequestT]):
         status.nonce = nonce
         status.version_sent = version
         status.last_update_time = time.time()
-        status.resource_names = frozenset(state.subscription.names)
+        status.resource_names = state.subscription.names
         status.wildcard = state.subscription.wildcard
         status.sent = state.sent
 
@@ -246,7 +247,7 @@ class AdsStream(ABC, Generic[RequestT]):
                 self._inbox.append(request)
                 self._inbox_bytes += _size_of(request)
                 self.inbox_high_water = max(self.inbox_high_water, len(self._inbox))
-                self._wake.set()
+                self._wake_up()
                 if len(self._inbox) >= MAX_QUEUED_REQUESTS or self._inbox_bytes >= MAX_QUEUED_BYTES:
                     # Stop reading until the stream has handled what is queued: a client that floods requests
                     # while not reading responses (the stream is then blocked in `write`) is held back by
@@ -261,7 +262,23 @@ class AdsStream(ABC, Generic[RequestT]):
             log.debug("stream %d read failed: %r", self.record.stream_id, error)
         finally:
             self._ended = True
-            self._wake.set()
+            self._wake_up()
+
+    async def _sleep(self) -> None:
+        """Until `_wake_up` is called; at once if it was called since the stream last slept."""
+        if not self._woken:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._woken = False
+
+    def _wake_up(self) -> None:
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _make_room(self) -> None:
         room, self._room = self._room, None
@@ -272,7 +289,7 @@ class AdsStream(ABC, Generic[RequestT]):
         """The cache's wake-up: this stream's snapshot (or group) changed."""
         if self._changed_at is None:
             self._changed_at = time.monotonic()
-        self._wake.set()
+        self._wake_up()
 
     async def _push(self, watch: Watch) -> bool:
         """Send what each type needs. False if the client went away meanwhile."""
