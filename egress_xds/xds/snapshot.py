@@ -103,13 +103,14 @@ class ResourceSet:
     `shared_responses` holds the responses assembled from the set for every stream that needs them (`responses`).
     """
 
-    __slots__ = ("_body", "resources", "shared_responses", "type_url", "version")
+    __slots__ = ("_body", "_uses", "resources", "shared_responses", "type_url", "version")
 
     def __init__(self, type_url: str, resources: Mapping[str, PreparedResource]) -> None:
         self.type_url = type_url
         self.resources: Mapping[str, PreparedResource] = resources
         self.version = set_version(resources.values())
         self._body: bytes | None = None
+        self._uses: frozenset[str] | None = None
         self.shared_responses: dict[Hashable, Response] | None = None  # created on first use
 
     @property
@@ -118,6 +119,13 @@ class ResourceSet:
         if self._body is None:
             self._body = b"".join(self.resources[name].sotw_field for name in sorted(self.resources))
         return self._body
+
+    @property
+    def uses_clusters(self) -> frozenset[str]:
+        """The clusters any resource of the set uses (listeners only; empty for other types)."""
+        if self._uses is None:
+            self._uses = frozenset().union(*(resource.uses_clusters for resource in self.resources.values()))
+        return self._uses
 
     def __len__(self) -> int:
         return len(self.resources)

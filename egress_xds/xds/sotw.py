@@ -44,11 +44,22 @@ class SotwStream(AdsStream[DiscoveryRequest]):
         if state.subscription.replace(request.resource_names, type_url=request.type_url, first=first):
             state.must_answer = True
 
+    def _plain_ack(self, request: DiscoveryRequest) -> bool:
+        state = self._states.get(request.type_url)
+        return (
+            state is not None
+            and bool(state.nonce)
+            and request.response_nonce == state.nonce
+            and not request.HasField("error_detail")
+            and request.version_info == state.status.version_sent
+            and state.subscription.unchanged_by(request.resource_names)
+        )
+
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
         if not state.must_answer and desired.version == state.synced_version:
             return None
         response = responses.sotw_response(desired, state.sequence)  # the same bytes for every stream in sync
-        mark_sent(state, desired.resources, desired.resources.values())
+        mark_sent(state, desired.resources, desired.resources.values(), desired.uses_clusters)
         self._sent(state, desired.version, response)
         return response.payload

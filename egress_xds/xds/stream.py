@@ -87,6 +87,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._ordered: list[StreamTypeState] = []
         self._watch: Watch | None = None
         self._changed_at: float | None = None  # monotonic time of the oldest change not pushed yet
+        self._quiet = False  # the latest push found nothing to send (see `_handle_now`)
         self._ended = False
         self.closed_by_server = False
         self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
@@ -133,6 +134,11 @@ class AdsStream(ABC, Generic[RequestT]):
     @abstractmethod
     def _handle(self, request: RequestT) -> None:
         """Apply one request to the stream's state."""
+
+    @abstractmethod
+    def _plain_ack(self, request: RequestT) -> bool:
+        """True if `request` only ACKs the latest response of its type and changes nothing else (no NACK, no
+        subscription change, not the first of its type): handled while the stream sleeps, it needs no push."""
 
     @abstractmethod
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
@@ -244,6 +250,20 @@ class AdsStream(ABC, Generic[RequestT]):
     async def _read(self, requests: AsyncIterator[RequestT]) -> None:
         try:
             async for request in requests:
+                if self._waiter is not None and not self._woken and not self._inbox:
+                    # The stream sleeps with nothing queued: the request is handled here, in its order, and the
+                    # stream is woken only if it may have something to send. Most requests are ACKs of what was
+                    # just sent; each cost a wake-up and a pass over every type that found nothing to send.
+                    try:
+                        if self._handle_now(request):
+                            self._wake_up()
+                    except ProtocolError as error:
+                        self._reject(str(error))
+                        return
+                    except PermissionDenied as error:
+                        self.denied = str(error)
+                        return
+                    continue
                 self._inbox.append(request)
                 self._inbox_bytes += _size_of(request)
                 self.inbox_high_water = max(self.inbox_high_water, len(self._inbox))
@@ -263,6 +283,21 @@ class AdsStream(ABC, Generic[RequestT]):
         finally:
             self._ended = True
             self._wake_up()
+
+    def _handle_now(self, request: RequestT) -> bool:
+        """Handle one request outside the stream's loop. True if the stream may have a response to send now:
+        anything but a plain ACK after a push that found nothing to send, or an ACK of listeners that changes
+        which clusters they may still use (the clusters kept for make-before-break follow those). After a push
+        that sent something, the next request always leads to a push, as every request did before: a type sent
+        later in ADS order may have changed what an earlier one needs (LDS sent: CDS no longer keeps a cluster)."""
+        plain = self._quiet and self._plain_ack(request)
+        listeners = self._listeners()
+        uses_before = listeners.held_uses if listeners is not None else None
+        self._handle(request)
+        if not plain or any(state.must_answer for state in self._ordered):
+            return True
+        listeners = self._listeners()
+        return (listeners.held_uses if listeners is not None else None) != uses_before
 
     async def _sleep(self) -> None:
         """Until `_wake_up` is called; at once if it was called since the stream last slept."""
@@ -295,6 +330,7 @@ class AdsStream(ABC, Generic[RequestT]):
         """Send what each type needs. False if the client went away meanwhile."""
         self.record.group = watch.group
         snapshot = watch.snapshot()
+        self._quiet = True  # until a response is written
         if snapshot is None:
             return True
         changed_at, self._changed_at = self._changed_at, None
@@ -326,6 +362,7 @@ class AdsStream(ABC, Generic[RequestT]):
         payload = self._respond(snapshot, state)
         if payload is None:
             return False
+        self._quiet = False
         if changed_at is not None and state.change_time is None:
             state.change_time = changed_at
         try:

@@ -47,6 +47,13 @@ class Subscription:
                 self.names = frozenset(requested) if requested else _NO_NAMES
         return (self.wildcard and not was_wildcard) or not self.names <= old_names
 
+    def unchanged_by(self, resource_names: Iterable[str]) -> bool:
+        """True if a SotW request with this list would leave the subscription as it is (what `replace` keeps)."""
+        if self.legacy_wildcard:
+            return not any(True for _ in resource_names)
+        requested = set(resource_names)
+        return (WILDCARD in requested) == self.wildcard and requested.difference((WILDCARD,)) == self.names
+
     def start_delta(self, *, type_url: str, subscribe: Iterable[str]) -> None:
         """The first Delta request of a type: subscribing nothing to listeners or clusters is the legacy wildcard."""
         if type_url in FULL_STATE_TYPES and not list(subscribe):
