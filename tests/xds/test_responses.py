@@ -6,6 +6,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse, Dis
 
 from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds import control_plane, responses
+from tests.xds.conftest import Ads
 from tests.xds.data import cluster, snapshot
 
 
@@ -49,3 +50,21 @@ def test_delta_responses_are_shared_per_shape_and_bounded() -> None:
         responses.delta_response(resource_set, [], [f"r{index}"], last_sequence=0)
     assert resource_set.shared_responses is not None
     assert len(resource_set.shared_responses) == responses.MAX_SHARED_SHAPES
+
+
+async def test_streams_in_sync_get_the_same_response_and_a_repeat_on_one_stream_gets_its_own_nonce(ads: Ads) -> None:
+    ads.cache.set_snapshot("g1", snapshot([cluster("a")]))
+    one, two = ads.sotw("node-1"), ads.sotw("node-2")
+    for client in (one, two):
+        await client.send(CDS, [])
+    first, second = await one.recv(), await two.recv()
+    assert first == second  # the same content and nonce: one response shared by both streams
+    await one.ack(first)
+    await one.send(CDS, [], nonce="")  # a request as if new: the unchanged set is answered again
+    again = await one.recv()
+    assert again.version_info == first.version_info and again.nonce != first.nonce
+    await one.ack(again)
+    await ads.acked(CDS, first.version_info, node_id="node-1")
+    ads.cache.set_snapshot("g1", snapshot([cluster("a"), cluster("b")]))
+    changed_one, changed_two = await one.recv(), await two.recv()
+    assert changed_one.nonce == changed_two.nonce and changed_one.nonce not in (first.nonce, again.nonce)
