@@ -1,9 +1,11 @@
 """The part of an ADS stream that SotW and Delta share: reading, waking, ordering, bookkeeping, logging.
 
-One coroutine owns all of a stream's state. A reader task only queues requests and sets the stream's event; the
-cache sets the same event when the stream's snapshot changes. Each time the event fires, the stream handles the
+The stream's state is changed by one task at a time, on the event loop. A reader task queues requests and wakes
+the stream; the cache wakes it when the stream's snapshot changes. Each time it wakes, the stream handles the
 queued requests, then walks its types in ADS order (clusters, endpoints, listeners, routes) and writes whatever
-each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream.
+each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream. While the
+stream sleeps after a push that found nothing to send, the reader handles a request itself, and wakes the stream
+only if it may have something to send (`_handle_now`): the ACKs of a change cost no wake-up.
 
 The stream also keeps the books the admin side reads (the `StreamRecord`) and the metrics: responses and bytes per
 type, NACKs, and convergence (from a change reaching the stream to the ACK of the response that carried it).
