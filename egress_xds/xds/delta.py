@@ -28,7 +28,7 @@ from egress_xds.type_urls import WILDCARD, short_name
 from egress_xds.xds import responses
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
-from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
+from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot, set_version
 from egress_xds.xds.state import StreamTypeState, forget, mark_acked, mark_sent
 from egress_xds.xds.stream import AdsStream
 
@@ -156,7 +156,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             return None
         # Streams with the same history get the same bytes (wildcard streams that were in sync: all of them).
         response = responses.delta_response(desired, changed, [*removed, *absent], state.sequence)
-        _apply(state, changed, removed, absent)
+        _apply(state, desired, changed, removed, absent)
         self._sent(state, desired.version, response)
         state.unanswered[response.nonce] = (
             desired.version,
@@ -217,8 +217,16 @@ def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iter
         state.synced_version = None
 
 
-def _apply(state: StreamTypeState, changed: list[PreparedResource], removed: list[str], absent: list[str]) -> None:
-    """Record a response as sent: the client's versions, our view of what it holds, the names reported absent."""
+def _apply(
+    state: StreamTypeState,
+    desired: ResourceSet,
+    changed: list[PreparedResource],
+    removed: list[str],
+    absent: list[str],
+) -> None:
+    """Record a response as sent: the client's versions, our view of what it holds, the names reported absent.
+    A client brought exactly to the desired set is recorded as holding that set's own mapping, shared by every
+    stream in sync instead of a copy each."""
     sent = dict(state.sent)
     for resource in changed:
         state.known[resource.name] = resource.version
@@ -233,4 +241,8 @@ def _apply(state: StreamTypeState, changed: list[PreparedResource], removed: lis
     if status.refused:  # what is sent again is no longer "refused and not sent again"
         again = {resource.name for resource in changed}
         status.refused = {name: version for name, version in status.refused.items() if name not in again}
-    mark_sent(state, sent, changed)
+    wanted = desired.resources
+    if len(sent) == len(wanted) and all(wanted.get(name) is resource for name, resource in sent.items()):
+        mark_sent(state, wanted, changed, desired.uses_clusters)
+    else:
+        mark_sent(state, sent, changed)
