@@ -23,8 +23,7 @@ from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from egress_xds import metrics
-from egress_xds.type_urls import WILDCARD, short_name
+from egress_xds.type_urls import WILDCARD
 from egress_xds.xds import responses
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
@@ -123,8 +122,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             if (resource := state.sent.get(name)) is not None and resource.version == item
         }
         status.refused = {**status.refused, **refused}
-        metrics.nack_received(short_name(state.type_url))
-        self._log_nack(state, version, message)
+        self._report_nack(state, version, message)
 
     def _retry(self, state: StreamTypeState) -> None:
         """Forget which version the client has of what it refused, so that they are in the response again, or in

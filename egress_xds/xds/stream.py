@@ -7,8 +7,8 @@ each type needs. A snapshot change therefore always reaches the client as CDS be
 stream sleeps after a push that found nothing to send, the reader handles a request itself, and wakes the stream
 only if it may have something to send (`_handle_now`): the ACKs of a change cost no wake-up.
 
-The stream also keeps the books the admin side reads (the `StreamRecord`) and the metrics: responses and bytes per
-type, NACKs, and convergence (from a change reaching the stream to the ACK of the response that carried it).
+The stream also keeps the books the admin side reads (the `StreamRecord`), and reports its events (connect, sent,
+ACK with its convergence time, NACK, retry, close) to a `StreamObserver`: metrics and logs are that observer's.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import ClassVar, Generic, TypeVar
 
 from google.protobuf.message import DecodeError
 
-from egress_xds import metrics
 from egress_xds.policy.node import Node
-from egress_xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
+from egress_xds.type_urls import LISTENER_TYPE_URL, ads_sort_key
 from egress_xds.xds.cache import SnapshotCache, Watch
 from egress_xds.xds.identity import IdentityMismatch, SpiffeId, verified_node
 from egress_xds.xds.node import node_from_proto, node_identity
+from egress_xds.xds.observer import METRICS_AND_LOGS, StreamObserver
 from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry
 from egress_xds.xds.responses import Response
 from egress_xds.xds.snapshot import Snapshot
@@ -73,8 +73,10 @@ class AdsStream(ABC, Generic[RequestT]):
         peer: str,
         write: Callable[[bytes], Awaitable[None]],
         identity: SpiffeId | None = None,
+        observer: StreamObserver = METRICS_AND_LOGS,
     ) -> None:
         self._cache = cache
+        self._observer = observer  # metrics and logs watch the stream through it
         self.identity = identity  # verified by the TLS handshake (serve --client-ca), or None
         self._registry = registry
         self._write = write
@@ -157,29 +159,14 @@ class AdsStream(ABC, Generic[RequestT]):
             try:
                 node = verified_node(node, self.identity)
             except IdentityMismatch as mismatch:
-                metrics.identity_mismatch(mismatch.field, mismatch.claimed, mismatch.verified)
-                log.warning(
-                    "stream refused: node=%s peer=%s identity=%s: %s",
-                    node.id or "-",
-                    self.record.peer,
-                    self.identity,
-                    mismatch,
-                )
+                self._observer.on_refused(self.record, node, self.identity, mismatch)
                 raise PermissionDenied(f"{mismatch}; nothing is sent to this node") from None
         self._watch = self._cache.watch(node, self._config_changed)
         self.record.node = node
         self.record.node_message = node_identity(node_message)
         self.record.group = self._watch.group
         self._registry.add(self.record)
-        metrics.stream_opened(self.protocol.value)
-        log.info(
-            "stream connected node=%s peer=%s identity=%s protocol=%s group=%r",
-            node.id or "-",
-            self.record.peer,
-            self.identity or "-",
-            self.protocol.value,
-            self._watch.group,
-        )
+        self._observer.on_connect(self.record, self.identity)
 
     def _state(self, type_url: str) -> tuple[StreamTypeState, bool]:
         """The state of a type, and whether this request is the first of that type on the stream."""
@@ -205,9 +192,10 @@ class AdsStream(ABC, Generic[RequestT]):
         status.version_acked = status.version_sent
         status.acked = state.sent
         status.ack_time = time.time()
-        if state.change_time is not None:
-            metrics.converged(short_name(state.type_url), time.monotonic() - state.change_time)
-            state.change_time = None
+        change_time, state.change_time = state.change_time, None
+        self._observer.on_ack(
+            self.record, state.type_url, time.monotonic() - change_time if change_time is not None else None
+        )
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
         status = state.status
@@ -217,22 +205,12 @@ class AdsStream(ABC, Generic[RequestT]):
         status.nack_nonce = state.nonce
         status.rejected = state.sent
         state.change_time = None  # this change never converges; the next one is timed afresh
-        metrics.nack_received(short_name(state.type_url))
         if self._changes > state.changes_seen:  # the configuration changed after the NACKed response was sent
             self._retry(state)
-        self._log_nack(state, status.version_sent, message)
+        self._report_nack(state, status.version_sent, message)
 
-    def _log_nack(self, state: StreamTypeState, version: str, message: str) -> None:
-        log.warning(
-            "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
-            self.record.node.id or "-",
-            self.record.peer,
-            self.protocol.value,
-            state.type_url,
-            version,
-            state.status.version_acked or "nothing",
-            " ".join(message.split()),
-        )
+    def _report_nack(self, state: StreamTypeState, version: str, message: str) -> None:
+        self._observer.on_nack(self.record, state.type_url, version, state.status.version_acked, message)
 
     def _sent(self, state: StreamTypeState, version: str, response: Response) -> None:
         nonce = state.nonce = response.nonce
@@ -371,7 +349,7 @@ class AdsStream(ABC, Generic[RequestT]):
             await self._write(payload)
         except Exception as error:  # grpc's ExecuteBatchError / AioRpcError: the RPC ended under us (cancel)
             raise _ClientGone from error
-        metrics.response_sent(short_name(state.type_url), len(payload))
+        self._observer.on_sent(self.record, state.type_url, len(payload))
         state.changes_seen = self._changes
         if before is None or before == state.status.version_sent:
             return False
@@ -381,24 +359,13 @@ class AdsStream(ABC, Generic[RequestT]):
 
     def _reject(self, reason: str) -> None:
         self.error = reason
-        log.info(
-            "stream ended: invalid request node=%s peer=%s protocol=%s: %s",
-            self.record.node.id or "-",
-            self.record.peer,
-            self.protocol.value,
-            reason,
-        )
+        self._observer.on_invalid(self.record, reason)
 
     def _retry(self, state: StreamTypeState) -> None:
         """Send a NACKed type again although its version did not change: something else in the node's
         configuration did, which may be what the client lacked (a listener NACKed for a cluster it rejected)."""
         state.must_answer = True
-        log.info(
-            "sending %s version %s again to node=%s: NACKed, and the node's configuration changed since",
-            short_name(state.type_url).upper(),
-            state.status.version_sent,
-            self.record.node.id or "-",
-        )
+        self._observer.on_retry(self.record, state.type_url, state.status.version_sent)
 
     def _finish(self) -> None:
         # Drop what the stream holds now instead of at the next cyclic collection (the stream, its reader task,
@@ -410,14 +377,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._watch.close()
         self._watch = None
         self._registry.remove(self.record.stream_id)
-        metrics.stream_closed(self.protocol.value)
-        log.info(
-            "stream disconnected node=%s peer=%s protocol=%s after %.1fs",
-            self.record.node.id or "-",
-            self.record.peer,
-            self.protocol.value,
-            time.time() - self.record.connected_at,
-        )
+        self._observer.on_close(self.record)
 
 
 def _awaits_retry(state: StreamTypeState) -> bool:
