@@ -23,20 +23,13 @@ from collections.abc import Iterable, Mapping
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from egress_xds import metrics
-from egress_xds.type_urls import WILDCARD, short_name
-from egress_xds.xds import control_plane, wire
+from egress_xds.type_urls import WILDCARD
+from egress_xds.xds import responses
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
-from egress_xds.xds.snapshot import PreparedResource, Snapshot, set_version
+from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot, set_version
 from egress_xds.xds.state import StreamTypeState, forget, mark_acked, mark_sent
 from egress_xds.xds.stream import AdsStream
-
-# DeltaDiscoveryResponse field numbers
-_SYSTEM_VERSION_INFO = 1
-_TYPE_URL = 4
-_NONCE = 5
-_REMOVED_RESOURCES = 6
 
 # Responses of one type older than the latest whose NACK still counts: Envoy answers each response in order, so
 # only a burst of changes faster than it answers builds up more than one or two.
@@ -73,6 +66,18 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             _unsubscribe(state, request.resource_names_unsubscribe, keep=request.resource_names_subscribe)
         if request.resource_names_subscribe:
             _subscribe(state, request.resource_names_subscribe, initial)
+
+    def _plain_ack(self, request: DeltaDiscoveryRequest) -> bool:
+        state = self._states.get(request.type_url)
+        return (
+            state is not None
+            and bool(state.nonce)
+            and request.response_nonce == state.nonce
+            and not request.HasField("error_detail")
+            and not request.resource_names_subscribe
+            and not request.resource_names_unsubscribe
+            and not state.declared
+        )
 
     def _acked(self, state: StreamTypeState) -> None:
         status = state.status
@@ -117,8 +122,7 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
             if (resource := state.sent.get(name)) is not None and resource.version == item
         }
         status.refused = {**status.refused, **refused}
-        metrics.nack_received(short_name(state.type_url))
-        self._log_nack(state, version, message)
+        self._report_nack(state, version, message)
 
     def _retry(self, state: StreamTypeState) -> None:
         """Forget which version the client has of what it refused, so that they are in the response again, or in
@@ -148,23 +152,17 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         if not (changed or removed or absent or state.must_answer):
             state.synced_version = desired.version
             return None
-        nonce = self._next_nonce()
-        _apply(state, changed, removed, absent)
-        self._sent(state, desired.version, nonce)
-        state.unanswered[nonce] = (desired.version, {resource.name: resource.version for resource in changed})
+        # Streams with the same history get the same bytes (wildcard streams that were in sync: all of them).
+        response = responses.delta_response(desired, changed, [*removed, *absent], state.sequence)
+        _apply(state, desired, changed, removed, absent)
+        self._sent(state, desired.version, response)
+        state.unanswered[response.nonce] = (
+            desired.version,
+            {resource.name: resource.version for resource in changed},
+        )
         while len(state.unanswered) > MAX_UNANSWERED + 1:  # + the latest
             del state.unanswered[next(iter(state.unanswered))]
-        return b"".join(
-            (
-                wire.string_field(_SYSTEM_VERSION_INFO, desired.version),
-                *(resource.delta_field for resource in changed),
-                wire.string_field(_TYPE_URL, state.type_url),
-                *(wire.string_field(_REMOVED_RESOURCES, name) for name in removed),
-                *(wire.string_field(_REMOVED_RESOURCES, name) for name in absent),
-                wire.string_field(_NONCE, nonce),
-                control_plane.DELTA_FIELD,
-            )
-        )
+        return response.payload
 
 
 def _adopt_declared(state: StreamTypeState, desired: Mapping[str, PreparedResource]) -> None:
@@ -180,7 +178,7 @@ def _adopt_declared(state: StreamTypeState, desired: Mapping[str, PreparedResour
     status.sent = status.acked = state.sent
     status.version_sent = status.version_acked = set_version(state.sent.values())
     status.last_update_time = status.ack_time = time.time()
-    status.resource_names = frozenset(state.subscription.names)
+    status.resource_names = state.subscription.names
     status.wildcard = state.subscription.wildcard
 
 
@@ -191,7 +189,8 @@ def _subscribe(state: StreamTypeState, names: Iterable[str], initial: Mapping[st
         state.must_answer = True
         if name != WILDCARD:
             state.known.pop(name, None)
-            state.reported_absent.discard(name)
+            if name in state.reported_absent:
+                state.reported_absent -= {name}
 
 
 def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iterable[str]) -> None:
@@ -207,7 +206,8 @@ def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iter
         else:
             # Still covered by a wildcard: the client dropped it anyway and expects it again.
             dropped.add(name)
-            state.reported_absent.discard(name)
+            if name in state.reported_absent:
+                state.reported_absent -= {name}
     if dropped:
         for name in dropped:
             state.known.pop(name, None)
@@ -215,8 +215,16 @@ def _unsubscribe(state: StreamTypeState, unsubscribed: Iterable[str], keep: Iter
         state.synced_version = None
 
 
-def _apply(state: StreamTypeState, changed: list[PreparedResource], removed: list[str], absent: list[str]) -> None:
-    """Record a response as sent: the client's versions, our view of what it holds, the names reported absent."""
+def _apply(
+    state: StreamTypeState,
+    desired: ResourceSet,
+    changed: list[PreparedResource],
+    removed: list[str],
+    absent: list[str],
+) -> None:
+    """Record a response as sent: the client's versions, our view of what it holds, the names reported absent.
+    A client brought exactly to the desired set is recorded as holding that set's own mapping, shared by every
+    stream in sync instead of a copy each."""
     sent = dict(state.sent)
     for resource in changed:
         state.known[resource.name] = resource.version
@@ -224,11 +232,15 @@ def _apply(state: StreamTypeState, changed: list[PreparedResource], removed: lis
     for name in removed:
         del state.known[name]
         sent.pop(name, None)
-        if name in state.subscription.names:
-            state.reported_absent.add(name)
-    state.reported_absent.update(absent)
+    removed_subscribed = [name for name in removed if name in state.subscription.names]
+    if absent or removed_subscribed:
+        state.reported_absent = state.reported_absent.union(absent, removed_subscribed)
     status = state.status
     if status.refused:  # what is sent again is no longer "refused and not sent again"
         again = {resource.name for resource in changed}
         status.refused = {name: version for name, version in status.refused.items() if name not in again}
-    mark_sent(state, sent, changed)
+    wanted = desired.resources
+    if len(sent) == len(wanted) and all(wanted.get(name) is resource for name, resource in sent.items()):
+        mark_sent(state, wanted, changed, desired.uses_clusters)
+    else:
+        mark_sent(state, sent, changed)

@@ -31,7 +31,7 @@ class AdsVariant(enum.Enum):
     DELTA = "delta"
 
 
-@dataclass
+@dataclass(slots=True)
 class TypeRecord:
     """One resource type on one stream.
 
@@ -80,7 +80,7 @@ class TypeRecord:
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class StreamRecord:
     """One ADS stream: who is connected, from where, with which protocol, and what it ACKed or NACKed.
 

@@ -12,8 +12,9 @@ only what changed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3.discovery_pb2 import Resource
 from google.protobuf.any_pb2 import Any
@@ -22,6 +23,9 @@ from google.protobuf.message import Message
 from egress_xds.type_urls import LISTENER_TYPE_URL, type_url_of
 from egress_xds.xds import wire
 from egress_xds.xds.dependencies import clusters_used_by
+
+if TYPE_CHECKING:
+    from egress_xds.xds.responses import Response
 
 _RESPONSE_RESOURCES_FIELD = 2  # DiscoveryResponse.resources and DeltaDiscoveryResponse.resources
 _HASH_BYTES = 8  # 16 hex characters: versions stay short in logs and CSDS, collisions are out of reach
@@ -96,15 +100,18 @@ class ResourceSet:
 
     A snapshot holds one per type; a stream that needs a subset (named subscriptions) or a superset (clusters kept
     for make-before-break) builds its own from the same `PreparedResource` objects, without protobuf work.
+    `shared_responses` holds the responses assembled from the set for every stream that needs them (`responses`).
     """
 
-    __slots__ = ("_body", "resources", "type_url", "version")
+    __slots__ = ("_body", "_uses", "resources", "shared_responses", "type_url", "version")
 
     def __init__(self, type_url: str, resources: Mapping[str, PreparedResource]) -> None:
         self.type_url = type_url
         self.resources: Mapping[str, PreparedResource] = resources
         self.version = set_version(resources.values())
         self._body: bytes | None = None
+        self._uses: frozenset[str] | None = None
+        self.shared_responses: dict[Hashable, Response] | None = None  # created on first use
 
     @property
     def sotw_body(self) -> bytes:
@@ -112,6 +119,13 @@ class ResourceSet:
         if self._body is None:
             self._body = b"".join(self.resources[name].sotw_field for name in sorted(self.resources))
         return self._body
+
+    @property
+    def uses_clusters(self) -> frozenset[str]:
+        """The clusters any resource of the set uses (listeners only; empty for other types)."""
+        if self._uses is None:
+            self._uses = frozenset().union(*(resource.uses_clusters for resource in self.resources.values()))
+        return self._uses
 
     def __len__(self) -> int:
         return len(self.resources)

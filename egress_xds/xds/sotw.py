@@ -15,17 +15,12 @@ from __future__ import annotations
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
-from egress_xds.xds import control_plane, wire
+from egress_xds.xds import responses
 from egress_xds.xds.desired import desired_set
 from egress_xds.xds.registry import AdsVariant
 from egress_xds.xds.snapshot import Snapshot
 from egress_xds.xds.state import StreamTypeState, mark_sent
 from egress_xds.xds.stream import AdsStream
-
-# DiscoveryResponse field numbers
-_VERSION_INFO = 1
-_TYPE_URL = 4
-_NONCE = 5
 
 
 class SotwStream(AdsStream[DiscoveryRequest]):
@@ -49,19 +44,22 @@ class SotwStream(AdsStream[DiscoveryRequest]):
         if state.subscription.replace(request.resource_names, type_url=request.type_url, first=first):
             state.must_answer = True
 
+    def _plain_ack(self, request: DiscoveryRequest) -> bool:
+        state = self._states.get(request.type_url)
+        return (
+            state is not None
+            and bool(state.nonce)
+            and request.response_nonce == state.nonce
+            and not request.HasField("error_detail")
+            and request.version_info == state.status.version_sent
+            and state.subscription.unchanged_by(request.resource_names)
+        )
+
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())
         if not state.must_answer and desired.version == state.synced_version:
             return None
-        nonce = self._next_nonce()
-        mark_sent(state, desired.resources, desired.resources.values())
-        self._sent(state, desired.version, nonce)
-        return b"".join(
-            (
-                wire.string_field(_VERSION_INFO, desired.version),
-                desired.sotw_body,
-                wire.string_field(_TYPE_URL, state.type_url),
-                wire.string_field(_NONCE, nonce),
-                control_plane.SOTW_FIELD,
-            )
-        )
+        response = responses.sotw_response(desired, state.sequence)  # the same bytes for every stream in sync
+        mark_sent(state, desired.resources, desired.resources.values(), desired.uses_clusters)
+        self._sent(state, desired.version, response)
+        return response.payload

@@ -36,16 +36,18 @@ class StreamTypeState:
     subscription: Subscription = field(default_factory=Subscription)
     requests: int = 0
     nonce: str = ""
+    sequence: int = 0  # of the latest response sent (`responses`): a shared response older than it is not reused
     must_answer: bool = False
     synced_version: str | None = None
     sent: Mapping[str, PreparedResource] = field(default_factory=dict)
     held: Mapping[str, PreparedResource] = field(default_factory=dict)
     held_uses: frozenset[str] = frozenset()
+    sent_uses: frozenset[str] = frozenset()  # the clusters used by `sent`, worked out once per response
     older_uses: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # Delta only: the version of each resource the client holds, and explicitly subscribed names already
     # reported as absent in `removed_resources`.
     known: dict[str, str] = field(default_factory=dict)
-    reported_absent: set[str] = field(default_factory=set)
+    reported_absent: frozenset[str] = frozenset()  # replaced, not mutated: no empty set per idle stream
     # Delta only: responses not answered yet, older than the latest (nonce -> system version and the versions it
     # delivered), so that Envoy's NACK of one of them counts (it answers every response, in order).
     unanswered: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
@@ -66,17 +68,22 @@ def uses_of(resources: Iterable[PreparedResource]) -> frozenset[str]:
 
 
 def mark_sent(
-    state: StreamTypeState, sent: Mapping[str, PreparedResource], delivered: Iterable[PreparedResource]
+    state: StreamTypeState,
+    sent: Mapping[str, PreparedResource],
+    delivered: Iterable[PreparedResource],
+    sent_uses: frozenset[str] | None = None,
 ) -> None:
-    """Record the client's view after a response that delivered `delivered` (all of it, for SotW)."""
-    older = {name: uses for name, uses in state.older_uses.items() if name in sent}
+    """Record the client's view after a response that delivered `delivered` (all of it, for SotW). `sent_uses`:
+    the clusters `sent` uses, if known (a snapshot's set knows its own: see `ResourceSet.uses_clusters`)."""
+    older = {name: uses for name, uses in state.older_uses.items() if name in sent} if state.older_uses else {}
     for resource in delivered:
         previous = state.held.get(resource.name)
         if previous is not None and not previous.uses_clusters <= resource.uses_clusters:
             older[resource.name] = older.get(resource.name, frozenset()) | previous.uses_clusters
     state.sent = state.held = sent
+    state.sent_uses = uses_of(sent.values()) if sent_uses is None else sent_uses
     state.older_uses = older
-    state.held_uses = uses_of(sent.values()).union(*older.values())
+    state.held_uses = state.sent_uses.union(*older.values()) if older else state.sent_uses
 
 
 def forget(state: StreamTypeState, dropped: set[str]) -> None:
@@ -88,4 +95,4 @@ def mark_acked(state: StreamTypeState) -> None:
     """The latest response was applied: the client holds exactly `sent`."""
     state.held = state.sent
     state.older_uses = {}
-    state.held_uses = uses_of(state.sent.values())
+    state.held_uses = state.sent_uses

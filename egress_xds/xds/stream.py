@@ -1,12 +1,14 @@
 """The part of an ADS stream that SotW and Delta share: reading, waking, ordering, bookkeeping, logging.
 
-One coroutine owns all of a stream's state. A reader task only queues requests and sets the stream's event; the
-cache sets the same event when the stream's snapshot changes. Each time the event fires, the stream handles the
+The stream's state is changed by one task at a time, on the event loop. A reader task queues requests and wakes
+the stream; the cache wakes it when the stream's snapshot changes. Each time it wakes, the stream handles the
 queued requests, then walks its types in ADS order (clusters, endpoints, listeners, routes) and writes whatever
-each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream.
+each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream. While the
+stream sleeps after a push that found nothing to send, the reader handles a request itself, and wakes the stream
+only if it may have something to send (`_handle_now`): the ACKs of a change cost no wake-up.
 
-The stream also keeps the books the admin side reads (the `StreamRecord`) and the metrics: responses and bytes per
-type, NACKs, and convergence (from a change reaching the stream to the ACK of the response that carried it).
+The stream also keeps the books the admin side reads (the `StreamRecord`), and reports its events (connect, sent,
+ACK with its convergence time, NACK, retry, close) to a `StreamObserver`: metrics and logs are that observer's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -23,13 +24,14 @@ from typing import ClassVar, Generic, TypeVar
 
 from google.protobuf.message import DecodeError
 
-from egress_xds import metrics
 from egress_xds.policy.node import Node
-from egress_xds.type_urls import LISTENER_TYPE_URL, ads_sort_key, short_name
+from egress_xds.type_urls import LISTENER_TYPE_URL, ads_sort_key
 from egress_xds.xds.cache import SnapshotCache, Watch
 from egress_xds.xds.identity import IdentityMismatch, SpiffeId, verified_node
 from egress_xds.xds.node import node_from_proto, node_identity
+from egress_xds.xds.observer import METRICS_AND_LOGS, StreamObserver
 from egress_xds.xds.registry import AdsVariant, StreamRecord, StreamRegistry
+from egress_xds.xds.responses import Response
 from egress_xds.xds.snapshot import Snapshot
 from egress_xds.xds.state import StreamTypeState, mark_acked
 
@@ -71,12 +73,16 @@ class AdsStream(ABC, Generic[RequestT]):
         peer: str,
         write: Callable[[bytes], Awaitable[None]],
         identity: SpiffeId | None = None,
+        observer: StreamObserver = METRICS_AND_LOGS,
     ) -> None:
         self._cache = cache
+        self._observer = observer  # metrics and logs watch the stream through it
         self.identity = identity  # verified by the TLS handshake (serve --client-ca), or None
         self._registry = registry
         self._write = write
-        self._wake = asyncio.Event()
+        # The wake-up: a flag and, while the stream sleeps, a future (an asyncio.Event costs a deque per stream).
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._inbox: list[RequestT] = []  # a list: a deque costs a 0.5 KB block per idle stream
         self._inbox_bytes = 0
         self._room: asyncio.Future[None] | None = None  # the reader waits on it while the inbox is full
@@ -85,11 +91,11 @@ class AdsStream(ABC, Generic[RequestT]):
         self._ordered: list[StreamTypeState] = []
         self._watch: Watch | None = None
         self._changed_at: float | None = None  # monotonic time of the oldest change not pushed yet
+        self._quiet = False  # the latest push found nothing to send (see `_handle_now`)
         self._ended = False
         self.closed_by_server = False
         self.error: str | None = None  # why the server ended the stream (INVALID_ARGUMENT), if it did
         self.denied: str | None = None  # why the server refused the node (PERMISSION_DENIED), if it did
-        self._nonces = itertools.count(1)
         self._changes = 0  # responses sent that carried a change (see `StreamTypeState.changes_seen`)
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
@@ -98,8 +104,7 @@ class AdsStream(ABC, Generic[RequestT]):
         reader = asyncio.create_task(self._read(requests))
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
+                await self._sleep()
                 if self._inbox:
                     requests_now, self._inbox, self._inbox_bytes = self._inbox, [], 0
                     self._make_room()
@@ -126,13 +131,18 @@ class AdsStream(ABC, Generic[RequestT]):
         """End the stream from the server side (shutdown)."""
         self.closed_by_server = True
         self._ended = True
-        self._wake.set()
+        self._wake_up()
 
     # -- for subclasses ----------------------------------------------------------------------------------------
 
     @abstractmethod
     def _handle(self, request: RequestT) -> None:
         """Apply one request to the stream's state."""
+
+    @abstractmethod
+    def _plain_ack(self, request: RequestT) -> bool:
+        """True if `request` only ACKs the latest response of its type and changes nothing else (no NACK, no
+        subscription change, not the first of its type): handled while the stream sleeps, it needs no push."""
 
     @abstractmethod
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
@@ -149,29 +159,14 @@ class AdsStream(ABC, Generic[RequestT]):
             try:
                 node = verified_node(node, self.identity)
             except IdentityMismatch as mismatch:
-                metrics.identity_mismatch(mismatch.field, mismatch.claimed, mismatch.verified)
-                log.warning(
-                    "stream refused: node=%s peer=%s identity=%s: %s",
-                    node.id or "-",
-                    self.record.peer,
-                    self.identity,
-                    mismatch,
-                )
+                self._observer.on_refused(self.record, node, self.identity, mismatch)
                 raise PermissionDenied(f"{mismatch}; nothing is sent to this node") from None
         self._watch = self._cache.watch(node, self._config_changed)
         self.record.node = node
         self.record.node_message = node_identity(node_message)
         self.record.group = self._watch.group
         self._registry.add(self.record)
-        metrics.stream_opened(self.protocol.value)
-        log.info(
-            "stream connected node=%s peer=%s identity=%s protocol=%s group=%r",
-            node.id or "-",
-            self.record.peer,
-            self.identity or "-",
-            self.protocol.value,
-            self._watch.group,
-        )
+        self._observer.on_connect(self.record, self.identity)
 
     def _state(self, type_url: str) -> tuple[StreamTypeState, bool]:
         """The state of a type, and whether this request is the first of that type on the stream."""
@@ -191,18 +186,16 @@ class AdsStream(ABC, Generic[RequestT]):
     def _listeners(self) -> StreamTypeState | None:
         return self._states.get(LISTENER_TYPE_URL)
 
-    def _next_nonce(self) -> str:
-        return format(next(self._nonces), "x")
-
     def _acked(self, state: StreamTypeState) -> None:
         mark_acked(state)
         status = state.status
         status.version_acked = status.version_sent
         status.acked = state.sent
         status.ack_time = time.time()
-        if state.change_time is not None:
-            metrics.converged(short_name(state.type_url), time.monotonic() - state.change_time)
-            state.change_time = None
+        change_time, state.change_time = state.change_time, None
+        self._observer.on_ack(
+            self.record, state.type_url, time.monotonic() - change_time if change_time is not None else None
+        )
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
         status = state.status
@@ -212,32 +205,23 @@ class AdsStream(ABC, Generic[RequestT]):
         status.nack_nonce = state.nonce
         status.rejected = state.sent
         state.change_time = None  # this change never converges; the next one is timed afresh
-        metrics.nack_received(short_name(state.type_url))
         if self._changes > state.changes_seen:  # the configuration changed after the NACKed response was sent
             self._retry(state)
-        self._log_nack(state, status.version_sent, message)
+        self._report_nack(state, status.version_sent, message)
 
-    def _log_nack(self, state: StreamTypeState, version: str, message: str) -> None:
-        log.warning(
-            "NACK node=%s peer=%s protocol=%s type=%s version=%s (serving %s): %s",
-            self.record.node.id or "-",
-            self.record.peer,
-            self.protocol.value,
-            state.type_url,
-            version,
-            state.status.version_acked or "nothing",
-            " ".join(message.split()),
-        )
+    def _report_nack(self, state: StreamTypeState, version: str, message: str) -> None:
+        self._observer.on_nack(self.record, state.type_url, version, state.status.version_acked, message)
 
-    def _sent(self, state: StreamTypeState, version: str, nonce: str) -> None:
-        state.nonce = nonce
+    def _sent(self, state: StreamTypeState, version: str, response: Response) -> None:
+        nonce = state.nonce = response.nonce
+        state.sequence = response.sequence
         state.synced_version = version
         state.must_answer = False
         status = state.status
         status.nonce = nonce
         status.version_sent = version
         status.last_update_time = time.time()
-        status.resource_names = frozenset(state.subscription.names)
+        status.resource_names = state.subscription.names
         status.wildcard = state.subscription.wildcard
         status.sent = state.sent
 
@@ -246,10 +230,24 @@ class AdsStream(ABC, Generic[RequestT]):
     async def _read(self, requests: AsyncIterator[RequestT]) -> None:
         try:
             async for request in requests:
+                if self._waiter is not None and not self._woken and not self._inbox:
+                    # The stream sleeps with nothing queued: the request is handled here, in its order, and the
+                    # stream is woken only if it may have something to send. Most requests are ACKs of what was
+                    # just sent; each cost a wake-up and a pass over every type that found nothing to send.
+                    try:
+                        if self._handle_now(request):
+                            self._wake_up()
+                    except ProtocolError as error:
+                        self._reject(str(error))
+                        return
+                    except PermissionDenied as error:
+                        self.denied = str(error)
+                        return
+                    continue
                 self._inbox.append(request)
                 self._inbox_bytes += _size_of(request)
                 self.inbox_high_water = max(self.inbox_high_water, len(self._inbox))
-                self._wake.set()
+                self._wake_up()
                 if len(self._inbox) >= MAX_QUEUED_REQUESTS or self._inbox_bytes >= MAX_QUEUED_BYTES:
                     # Stop reading until the stream has handled what is queued: a client that floods requests
                     # while not reading responses (the stream is then blocked in `write`) is held back by
@@ -264,7 +262,38 @@ class AdsStream(ABC, Generic[RequestT]):
             log.debug("stream %d read failed: %r", self.record.stream_id, error)
         finally:
             self._ended = True
-            self._wake.set()
+            self._wake_up()
+
+    def _handle_now(self, request: RequestT) -> bool:
+        """Handle one request outside the stream's loop. True if the stream may have a response to send now:
+        anything but a plain ACK after a push that found nothing to send, or an ACK of listeners that changes
+        which clusters they may still use (the clusters kept for make-before-break follow those). After a push
+        that sent something, the next request always leads to a push, as every request did before: a type sent
+        later in ADS order may have changed what an earlier one needs (LDS sent: CDS no longer keeps a cluster)."""
+        plain = self._quiet and self._plain_ack(request)
+        listeners = self._listeners()
+        uses_before = listeners.held_uses if listeners is not None else None
+        self._handle(request)
+        if not plain or any(state.must_answer for state in self._ordered):
+            return True
+        listeners = self._listeners()
+        return (listeners.held_uses if listeners is not None else None) != uses_before
+
+    async def _sleep(self) -> None:
+        """Until `_wake_up` is called; at once if it was called since the stream last slept."""
+        if not self._woken:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self._woken = False
+
+    def _wake_up(self) -> None:
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _make_room(self) -> None:
         room, self._room = self._room, None
@@ -275,12 +304,13 @@ class AdsStream(ABC, Generic[RequestT]):
         """The cache's wake-up: this stream's snapshot (or group) changed."""
         if self._changed_at is None:
             self._changed_at = time.monotonic()
-        self._wake.set()
+        self._wake_up()
 
     async def _push(self, watch: Watch) -> bool:
         """Send what each type needs. False if the client went away meanwhile."""
         self.record.group = watch.group
         snapshot = watch.snapshot()
+        self._quiet = True  # until a response is written
         if snapshot is None:
             return True
         changed_at, self._changed_at = self._changed_at, None
@@ -312,13 +342,14 @@ class AdsStream(ABC, Generic[RequestT]):
         payload = self._respond(snapshot, state)
         if payload is None:
             return False
+        self._quiet = False
         if changed_at is not None and state.change_time is None:
             state.change_time = changed_at
         try:
             await self._write(payload)
         except Exception as error:  # grpc's ExecuteBatchError / AioRpcError: the RPC ended under us (cancel)
             raise _ClientGone from error
-        metrics.response_sent(short_name(state.type_url), len(payload))
+        self._observer.on_sent(self.record, state.type_url, len(payload))
         state.changes_seen = self._changes
         if before is None or before == state.status.version_sent:
             return False
@@ -328,24 +359,13 @@ class AdsStream(ABC, Generic[RequestT]):
 
     def _reject(self, reason: str) -> None:
         self.error = reason
-        log.info(
-            "stream ended: invalid request node=%s peer=%s protocol=%s: %s",
-            self.record.node.id or "-",
-            self.record.peer,
-            self.protocol.value,
-            reason,
-        )
+        self._observer.on_invalid(self.record, reason)
 
     def _retry(self, state: StreamTypeState) -> None:
         """Send a NACKed type again although its version did not change: something else in the node's
         configuration did, which may be what the client lacked (a listener NACKed for a cluster it rejected)."""
         state.must_answer = True
-        log.info(
-            "sending %s version %s again to node=%s: NACKed, and the node's configuration changed since",
-            short_name(state.type_url).upper(),
-            state.status.version_sent,
-            self.record.node.id or "-",
-        )
+        self._observer.on_retry(self.record, state.type_url, state.status.version_sent)
 
     def _finish(self) -> None:
         # Drop what the stream holds now instead of at the next cyclic collection (the stream, its reader task,
@@ -357,14 +377,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._watch.close()
         self._watch = None
         self._registry.remove(self.record.stream_id)
-        metrics.stream_closed(self.protocol.value)
-        log.info(
-            "stream disconnected node=%s peer=%s protocol=%s after %.1fs",
-            self.record.node.id or "-",
-            self.record.peer,
-            self.protocol.value,
-            time.time() - self.record.connected_at,
-        )
+        self._observer.on_close(self.record)
 
 
 def _awaits_retry(state: StreamTypeState) -> bool:

@@ -12,14 +12,20 @@ from collections.abc import Iterable
 
 from egress_xds.type_urls import FULL_STATE_TYPES, WILDCARD
 
+_NO_NAMES: frozenset[str] = frozenset()
+
 
 class Subscription:
-    """A stream's interest in one type: everything (wildcard), explicit names, or both."""
+    """A stream's interest in one type: everything (wildcard), explicit names, or both.
+
+    `names` is a frozenset, replaced and never mutated: the stream's status record shares it instead of copying it
+    after each response, and an idle wildcard stream holds the empty frozenset singleton, not an empty set each.
+    """
 
     __slots__ = ("legacy_wildcard", "names", "wildcard")
 
     def __init__(self) -> None:
-        self.names: set[str] = set()
+        self.names: frozenset[str] = _NO_NAMES
         self.wildcard = False
         self.legacy_wildcard = False
 
@@ -32,13 +38,21 @@ class Subscription:
         was_wildcard, old_names = self.wildcard, self.names
         if not requested and ((first and type_url in FULL_STATE_TYPES) or self.legacy_wildcard):
             self.wildcard = self.legacy_wildcard = True
-            self.names = set()
+            self.names = _NO_NAMES
         else:
             self.legacy_wildcard = False
             self.wildcard = WILDCARD in requested
             requested.discard(WILDCARD)
-            self.names = requested
+            if requested != self.names:
+                self.names = frozenset(requested) if requested else _NO_NAMES
         return (self.wildcard and not was_wildcard) or not self.names <= old_names
+
+    def unchanged_by(self, resource_names: Iterable[str]) -> bool:
+        """True if a SotW request with this list would leave the subscription as it is (what `replace` keeps)."""
+        if self.legacy_wildcard:
+            return not any(True for _ in resource_names)
+        requested = set(resource_names)
+        return (WILDCARD in requested) == self.wildcard and requested.difference((WILDCARD,)) == self.names
 
     def start_delta(self, *, type_url: str, subscribe: Iterable[str]) -> None:
         """The first Delta request of a type: subscribing nothing to listeners or clusters is the legacy wildcard."""
@@ -57,17 +71,18 @@ class Subscription:
                 answer.append(WILDCARD)
             self.wildcard = True
             self.legacy_wildcard = False
-        self.names.update(explicit)
+        if not self.names.issuperset(explicit):
+            self.names = self.names.union(explicit)
         answer.extend(explicit)
         return answer
 
     def unsubscribe(self, names: Iterable[str]) -> None:
         """Apply a Delta unsubscribe list."""
-        for name in names:
-            if name == WILDCARD:
-                self.wildcard = self.legacy_wildcard = False
-            else:
-                self.names.discard(name)
+        dropped = set(names)
+        if WILDCARD in dropped:
+            self.wildcard = self.legacy_wildcard = False
+        if not self.names.isdisjoint(dropped):
+            self.names = self.names.difference(dropped) or _NO_NAMES
 
     def __repr__(self) -> str:
         return f"Subscription(wildcard={self.wildcard}, names={sorted(self.names)})"

@@ -5,6 +5,9 @@ tests leave room: what is answered, and when the legacy wildcard ends.
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from egress_xds.type_urls import CLUSTER_TYPE_URL, ENDPOINT_TYPE_URL, LISTENER_TYPE_URL, WILDCARD
 from egress_xds.xds.subscription import Subscription
 
@@ -140,3 +143,20 @@ def test_delta_unsubscribing_the_wildcard_ends_the_legacy_wildcard_for_good() ->
     # Naming a resource afterwards subscribes to it alone.
     assert subscription.subscribe(["a"]) == ["a"]
     assert not subscription.covers("x")
+
+
+_NAME_LISTS = st.lists(st.sampled_from(["a", "b", WILDCARD]), max_size=4)
+
+
+@given(history=st.lists(_NAME_LISTS, min_size=1, max_size=4), request=_NAME_LISTS)
+def test_sotw_unchanged_by_agrees_with_replace(history: list[list[str]], request: list[str]) -> None:
+    """What the reader takes for a plain ACK (`unchanged_by`) must be exactly a request that `replace` keeps as is:
+    otherwise an ACK that changed the subscription would not be answered."""
+    subscription = Subscription()
+    for index, names in enumerate(history):
+        subscription.replace(names, type_url=LISTENER_TYPE_URL, first=index == 0)
+    before = (subscription.wildcard, subscription.legacy_wildcard, subscription.names)
+    unchanged = subscription.unchanged_by(request)
+    newly = subscription.replace(request, type_url=LISTENER_TYPE_URL, first=False)
+    after = (subscription.wildcard, subscription.legacy_wildcard, subscription.names)
+    assert unchanged == (before == after and not newly)
