@@ -89,7 +89,7 @@ class MetricsAndLogs(StreamObserver):
 
     def on_retry(self, record: StreamRecord, type_url: str, version: str) -> None:
         log.info(
-            "sending %s version %s again to node=%s: NACKed, and the node's configuration changed since",
+            "%s version %s was NACKed by node=%s; its configuration changed since: sending the current one again",
             short_name(type_url).upper(),
             version,
             record.node.id or "-",
