@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from envoy.config.core.v3.address_pb2 import Address
+from envoy.config.core.v3.base_pb2 import RequestMethod
 from envoy.data.accesslog.v3.accesslog_pb2 import AccessLogCommon, HTTPAccessLogEntry, TCPAccessLogEntry
 
 from egress_xds.translate import names
@@ -66,6 +67,7 @@ class TrafficEvent:
     bytes_sent: int  # to the application
     bytes_received: int  # from the application
     duration_ms: int
+    connect: bool = False  # HTTP: the request was a CONNECT (to a forward-proxy listener): 2xx or it failed
 
 
 def from_tcp(entry: TCPAccessLogEntry) -> TrafficEvent:
@@ -120,6 +122,7 @@ def from_http(entry: HTTPAccessLogEntry) -> TrafficEvent:
         bytes_sent=response.response_headers_bytes + response.response_body_bytes,
         bytes_received=request.request_headers_bytes + request.request_body_bytes,
         duration_ms=_milliseconds(common),
+        connect=request.request_method == RequestMethod.CONNECT,
     )
 
 

@@ -60,7 +60,7 @@ def classify(event: TrafficEvent) -> Outcome:
             return Outcome.PROXY_FORBIDDEN
         if status in _DESTINATION_UNREACHABLE:
             return Outcome.CONNECT_FAILED if not failed_to_connect or tunnel_refused else Outcome.PROXY_UNREACHABLE
-        if tunnel_refused:
+        if tunnel_refused or (event.connect and status >= 300):  # a CONNECT not answered 2xx made no tunnel
             return Outcome.PROXY_ERROR
     if failed_to_connect:
         return Outcome.PROXY_UNREACHABLE

@@ -6,6 +6,7 @@ sets in tests/integration/test_traffic.py (UF with `tunnel_response:CODE`, the c
 from __future__ import annotations
 
 import pytest
+from envoy.config.core.v3.base_pb2 import RequestMethod
 from envoy.data.accesslog.v3.accesslog_pb2 import HTTPAccessLogEntry, TCPAccessLogEntry
 from hypothesis import given
 from hypothesis import strategies as st
@@ -86,6 +87,22 @@ def test_direct_deny_and_unknown_kinds() -> None:
 def test_plain_http(cluster: str, status: int, outcome: Outcome) -> None:
     event = from_http(http_entry(cluster, status))
     assert classify(event) is outcome
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [(200, Outcome.OK), (500, Outcome.PROXY_ERROR), (400, Outcome.PROXY_ERROR), (503, Outcome.CONNECT_FAILED)],
+)
+def test_a_connect_to_a_forward_proxy_listener_is_ok_only_when_the_proxy_answers_2xx(
+    status: int, outcome: Outcome
+) -> None:
+    """Found by a new-user trial: squid answers a CONNECT to a name it cannot resolve with 500 (NONE_NONE/500), and
+    that was counted `ok`; for a GET a 500 is the origin's answer relayed, for a CONNECT no tunnel was made."""
+    entry = http_entry("egress-proxy-corp-connect", status, authority="nowhere.invalid:443")
+    entry.request.request_method = RequestMethod.CONNECT
+    assert classify(from_http(entry)) is outcome
+    entry.request.request_method = RequestMethod.GET
+    assert classify(from_http(entry)) is (Outcome.OK if status in (200, 500, 400) else outcome)
 
 
 def test_http_proxy_unreachable_is_envoys_503_with_uf() -> None:
