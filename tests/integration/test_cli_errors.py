@@ -49,9 +49,11 @@ CASES = {
     "check an invalid file": Case(("check", "--config", "{invalid}"), 1, "invalid.yaml:1: rawTcp: "),
     "check a password without scheme": Case(("check", "--config", "{secret}"), 1, "secret.yaml:1: httpsProxy: "),
     "check a directory": Case(("check", "--config", "{dir}"), 1, "cannot read: is a directory, not a regular file"),
-    "check a FIFO no one writes to": Case(("check", "--config", "{fifo}"), 1, "fifo: empty policy"),
+    "check a FIFO no one writes to": Case(("check", "--config", "{fifo}"), 1, "is a FIFO (named pipe) no one wrote"),
     "check a device": Case(("check", "--config", "/dev/zero"), 1, "/dev/zero: cannot read: is a character device"),
-    "check credentials in a FIFO": Case(("check", "--config", "{fifo_credentials}"), 1, "credentialsFile: "),
+    "check credentials in a FIFO": Case(
+        ("check", "--config", "{fifo_credentials}"), 1, "credentialsFile: cannot read {dir}/fifo: is a FIFO"
+    ),
     "check a huge caFile": Case(("check", "--config", "{huge_ca}"), 1, "caFile: {dir}/huge.pem: larger than 1024 KiB"),
     "check an empty environment": Case(("check", "--from-env"), 1, "environment: neither HTTP_PROXY"),
     "check -o yaml": Case(("check", "--config", "{good}", "-o", "yaml"), 2, "invalid choice: 'yaml'"),

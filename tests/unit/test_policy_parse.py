@@ -347,3 +347,25 @@ def test_a_percent_that_is_no_escape_in_the_credentials_is_refused(tmp_path: Pat
     policy = load_policy_file(write(tmp_path, "httpsProxy: http://alice:50%25@proxy.corp.test:3128\n", "ok.yaml"))
     proxy = policy.policies[0].https_proxy
     assert proxy is not None and proxy.credentials is not None
+
+
+def test_a_fifo_whose_writer_comes_a_little_later_is_read(tmp_path: Path) -> None:
+    """`--config <(...)` and named pipes: the reader waits (boundedly) for the writer instead of reading it as empty."""
+    import os
+    import threading
+
+    fifo = tmp_path / "policy.fifo"
+    os.mkfifo(fifo)
+
+    def write_later() -> None:
+        threading.Event().wait(0.3)
+        fifo.write_text("httpsProxy: http://10.0.0.1:3128\n")
+
+    writer = threading.Thread(target=write_later)
+    writer.start()
+    try:
+        policies = load_policy_file(fifo)
+    finally:
+        writer.join(10)
+    proxy = policies.policies[0].https_proxy
+    assert proxy is not None and proxy.endpoints[0].port == 3128
