@@ -72,6 +72,8 @@ class CaptureSettings:
 
     def __post_init__(self) -> None:
         for cidr in self.exclude_cidrs:
+            if "," in cidr:
+                raise InvalidCaptureSettings(f"--exclude-cidr {cidr!r}: one CIDR per flag (repeat --exclude-cidr)")
             try:
                 parse_address_or_network(cidr)
             except DestinationError as error:

@@ -138,6 +138,11 @@ CASES = {
         ("capture", "--dry-run", "--exclude-port", "70000"), 2, "--exclude-port 70000: out of range"
     ),
     "capture a negative uid": Case(("capture", "--dry-run", "--envoy-uid", "-5"), 2, "--envoy-uid -5: expected 1-"),
+    "capture a comma-separated exclusion": Case(
+        ("capture", "--dry-run", "--exclude-cidr", "10.0.0.0/8,fd00::/8"),
+        2,
+        "one CIDR per flag (repeat --exclude-cidr)",
+    ),
     "capture root's uid": Case(
         ("capture", "--dry-run", "--envoy-uid", "0"), 2, "uid 0 would exempt every root process"
     ),
