@@ -59,6 +59,8 @@ async def wait_status(debug: Debug, node_id: str, expected: int, type_url: str =
     last: list[admin_pb2.TypeSync] = []
 
     async def probe() -> bool:
+        if not await debug.nodes(node_id=node_id):  # the stream is not registered yet
+            return False
         last[:] = [await type_status(debug, node_id, type_url)]
         return last[0].status == expected
 
