@@ -67,17 +67,8 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         if request.resource_names_subscribe:
             _subscribe(state, request.resource_names_subscribe, initial)
 
-    def _plain_ack(self, request: DeltaDiscoveryRequest) -> bool:
-        state = self._states.get(request.type_url)
-        return (
-            state is not None
-            and bool(state.nonce)
-            and request.response_nonce == state.nonce
-            and not request.HasField("error_detail")
-            and not request.resource_names_subscribe
-            and not request.resource_names_unsubscribe
-            and not state.declared
-        )
+    def _changes_nothing_else(self, state: StreamTypeState, request: DeltaDiscoveryRequest) -> bool:
+        return not request.resource_names_subscribe and not request.resource_names_unsubscribe and not state.declared
 
     def _acked(self, state: StreamTypeState) -> None:
         status = state.status

@@ -44,15 +44,9 @@ class SotwStream(AdsStream[DiscoveryRequest]):
         if state.subscription.replace(request.resource_names, type_url=request.type_url, first=first):
             state.must_answer = True
 
-    def _plain_ack(self, request: DiscoveryRequest) -> bool:
-        state = self._states.get(request.type_url)
-        return (
-            state is not None
-            and bool(state.nonce)
-            and request.response_nonce == state.nonce
-            and not request.HasField("error_detail")
-            and request.version_info == state.status.version_sent
-            and state.subscription.unchanged_by(request.resource_names)
+    def _changes_nothing_else(self, state: StreamTypeState, request: DiscoveryRequest) -> bool:
+        return request.version_info == state.status.version_sent and state.subscription.unchanged_by(
+            request.resource_names
         )
 
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:

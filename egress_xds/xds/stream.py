@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import ClassVar, Generic, TypeVar
 
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest, DiscoveryRequest
 from google.protobuf.message import DecodeError
 
 from egress_xds.policy.node import Node
@@ -35,7 +36,7 @@ from egress_xds.xds.responses import Response
 from egress_xds.xds.snapshot import Snapshot
 from egress_xds.xds.state import StreamTypeState, mark_acked
 
-RequestT = TypeVar("RequestT")
+RequestT = TypeVar("RequestT", DiscoveryRequest, DeltaDiscoveryRequest)
 
 # Distinct type URLs one stream may subscribe to. Envoy asks for at most a handful (CDS, EDS, LDS, RDS, SDS, ...);
 # each costs per-stream state and a step in every push.
@@ -139,10 +140,22 @@ class AdsStream(ABC, Generic[RequestT]):
     def _handle(self, request: RequestT) -> None:
         """Apply one request to the stream's state."""
 
-    @abstractmethod
     def _plain_ack(self, request: RequestT) -> bool:
         """True if `request` only ACKs the latest response of its type and changes nothing else (no NACK, no
         subscription change, not the first of its type): handled while the stream sleeps, it needs no push."""
+        state = self._states.get(request.type_url)
+        return (
+            state is not None
+            and bool(state.nonce)
+            and request.response_nonce == state.nonce
+            and not request.HasField("error_detail")
+            and self._changes_nothing_else(state, request)
+        )
+
+    @abstractmethod
+    def _changes_nothing_else(self, state: StreamTypeState, request: RequestT) -> bool:
+        """For a request that ACKs the latest response of its type: it says nothing more (the variant's own
+        fields: SotW's version and names, Delta's subscription changes and declared versions)."""
 
     @abstractmethod
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
