@@ -57,26 +57,15 @@ from envoy.service.accesslog.v3 import als_pb2, als_pb2_grpc
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from egress_xds.traffic.entry import TrafficEvent  # noqa: E402 - after the path is set
+from bench.fanout.procfs import cpu_seconds  # noqa: E402 - after the path is set
+from egress_xds.demo.processes import free_port  # noqa: E402
+from egress_xds.traffic.entry import TrafficEvent  # noqa: E402
 from egress_xds.traffic.outcome import Outcome  # noqa: E402
 from egress_xds.traffic.store import MAX_DESTINATIONS, TrafficStore  # noqa: E402
 
 POLICY = "httpsProxy: http://127.0.0.1:3128\nhttpProxy: http://127.0.0.1:3128\n"
 BATCH_SECONDS = 0.1
 NAMES = 500
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 # --- memory ---------------------------------------------------------------------------------------------------

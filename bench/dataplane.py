@@ -415,6 +415,8 @@ class Bench:
     envoy_cpu: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # measure -> (user, system, ops)
 
     def client(self, via: str, measure: str, *options: str, timeout: float = 120) -> dict[str, Any]:
+        from bench.fanout.procfs import cpu_times
+
         argv = [sys.executable, str(THIS_FILE), "client", measure, "--via", via, "--proxy", self._proxy(), *options]
         envoy_before = cpu_times(self.envoy.pid) if via == "envoy" and self.envoy is not None else (0.0, 0.0)
         result = self.lab.run("pod", argv, timeout=timeout, env={PROXY_AUTH_ENV: self.authorization})
@@ -459,18 +461,6 @@ def alternate(rounds: int) -> Iterator[str]:
         yield from (("squid", "envoy") if index % 2 == 0 else ("envoy", "squid"))
 
 
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process so far, all its threads (``/proc/PID/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / ticks, int(fields[12]) / ticks
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    return sum(cpu_times(pid))
-
-
 @dataclass
 class CpuPerGigabyte:
     """CPU seconds per GB moved, of squid on each path and of Envoy on its own: where the bulk gap goes."""
@@ -490,6 +480,7 @@ class CpuPerGigabyte:
 
 
 def measure_bulk(bench: Bench, sizes: Sizes) -> tuple[Samples, CpuPerGigabyte]:
+    from bench.fanout.procfs import cpu_seconds
     from tests.support.netns import UPSTREAM_IP
 
     samples, cpu = Samples(), CpuPerGigabyte()

@@ -36,12 +36,17 @@ def cpu_seconds(pid: int | None = None) -> float:
     if pid is None:
         times = os.times()
         return times.user + times.system
+    return sum(cpu_times(pid))
+
+
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of another process so far, all its threads; (0.0, 0.0) if it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ": state is fields[0], utime fields[11]
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
 
 
 def raise_fd_limit() -> int:

@@ -28,18 +28,12 @@ from pathlib import Path
 
 from bench.fanout.policy import policy_text
 from bench.fanout.procfs import cpu_seconds, peak_rss_kb, rss_kb
+from egress_xds.demo.processes import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("egress", "floor")
 TRIGGERS = ("sighup", "reload", "file")
 STOP_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)
