@@ -143,12 +143,17 @@ class _Errors(logging.Handler):
 
 
 def _spurious_grpc_poller_error(record: logging.LogRecord) -> bool:
-    """gRPC's own spurious report (grpc/grpc#25364, fix proposed in #36096): with more than one event loop bound to
-    grpc.aio's completion queue in one process (pytest-asyncio gives each test its own loop), a loop woken for a
-    notification another loop already read logs BlockingIOError from PollerCompletionQueue._handle_events. Nothing of
-    ours runs there; any other record, including any other exception from that callback, still counts."""
-    error = record.exc_info[1] if record.exc_info else None
-    return isinstance(error, BlockingIOError) and "PollerCompletionQueue._handle_events" in record.getMessage()
+    """gRPC's own spurious reports (grpc/grpc#25364, fix proposed in #36096): with more than one event loop bound to
+    grpc.aio's completion queue in one process (pytest-asyncio gives each test its own loop), the poller's callback
+    running on this loop hands events to every loop it has seen. A loop woken for a notification another loop already
+    read logs BlockingIOError; a loop an earlier test closed makes call_soon_threadsafe raise "Event loop is closed".
+    Nothing of ours runs there; any other record, including any other exception from that callback, still counts."""
+    if "PollerCompletionQueue._handle_events" not in record.getMessage() or not record.exc_info:
+        return False
+    error = record.exc_info[1]
+    return isinstance(error, BlockingIOError) or (
+        isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+    )
 
 
 @pytest.fixture
