@@ -1,11 +1,12 @@
 """The part of an ADS stream that SotW and Delta share: reading, waking, ordering, bookkeeping, logging.
 
-The stream's state is changed by one task at a time, on the event loop. A reader task queues requests and wakes
-the stream; the cache wakes it when the stream's snapshot changes. Each time it wakes, the stream handles the
-queued requests, then walks its types in ADS order (clusters, endpoints, listeners, routes) and writes whatever
-each type needs. A snapshot change therefore always reaches the client as CDS before LDS, on one stream. While the
-stream sleeps after a push that found nothing to send, the reader handles a request itself, and wakes the stream
-only if it may have something to send (`_handle_now`): the ACKs of a change cost no wake-up.
+The stream's state is changed by one task at a time, on the event loop. An idle stream is one task, the RPC's
+own, waiting for a request (`run`). It handles each request as it comes and, if the request may need a response,
+walks the types in ADS order (clusters, endpoints, listeners, routes) and writes whatever each needs before it
+reads the next; a plain ACK after a push that sent nothing needs no walk (`_handle_now`). A configuration change
+that comes while the stream waits for a request starts a short-lived push task, which walks the types the same
+way; requests read meanwhile are queued for it, in order. A snapshot change therefore always reaches the client
+as CDS before LDS, on one stream, and at most one task writes at a time.
 
 The stream also keeps the books the admin side reads (the `StreamRecord`), and reports its events (connect, sent,
 ACK with its convergence time, NACK, retry, close) to a `StreamObserver`: metrics and logs are that observer's.
@@ -81,12 +82,18 @@ class AdsStream(ABC, Generic[RequestT]):
         self.identity = identity  # verified by the TLS handshake (serve --client-ca), or None
         self._registry = registry
         self._write = write
-        # The wake-up: a flag and, while the stream sleeps, a future (an asyncio.Event costs a deque per stream).
+        # One task per idle stream: the RPC's own, reading (`run`). `_serving`: a task is handling requests and
+        # pushing (that one, or a push task a change started); `_woken`: it has more to do.
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop `run` runs on (the cache's may not be running)
+        self._pusher: asyncio.Task[None] | None = None
+        self._serving = False
         self._woken = False
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiting = False  # the reading task awaits a request or room in the inbox
+        self._reading_stopped = False  # `_stop_reading` cancelled the reading task
         self._inbox: list[RequestT] = []  # a list: a deque costs a 0.5 KB block per idle stream
         self._inbox_bytes = 0
-        self._room: asyncio.Future[None] | None = None  # the reader waits on it while the inbox is full
+        self._room: asyncio.Future[None] | None = None  # the reading task waits on it while the inbox is full
         self.inbox_high_water = 0  # the most requests the inbox ever held (tests, debugging)
         self._states: dict[str, StreamTypeState] = {}
         self._ordered: list[StreamTypeState] = []
@@ -101,38 +108,33 @@ class AdsStream(ABC, Generic[RequestT]):
         self.record = StreamRecord(registry.new_stream_id(), self.protocol, peer, Node(id=""))
 
     async def run(self, requests: AsyncIterator[RequestT]) -> None:
-        """Serve the stream until the client half-closes, the RPC is cancelled, or `close()` is called."""
-        reader = asyncio.create_task(self._read(requests))
+        """Serve the stream until the client half-closes, the RPC is cancelled, or `close()` is called.
+
+        Runs in the RPC's own task, which reads: an idle stream is that one task, waiting for a request. A request
+        that needs a response is answered here, before the next is read; a configuration change that arrives
+        while the task waits for a request is pushed by a short-lived task (`_config_changed`)."""
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
         try:
-            while True:
-                await self._sleep()
-                if self._inbox:
-                    requests_now, self._inbox, self._inbox_bytes = self._inbox, [], 0
-                    self._make_room()
-                    try:
-                        for request in requests_now:
-                            self._handle(request)
-                    except ProtocolError as error:
-                        self._reject(str(error))
-                        break
-                    except PermissionDenied as error:
-                        self.denied = str(error)
-                        break
-                if self._ended:
-                    break
-                if self._watch is not None and not await self._push(self._watch):
-                    break  # the client is gone
+            await self._read(requests)
+        except asyncio.CancelledError:
+            if not self._reading_stopped or self._uncancel():
+                raise  # the RPC was cancelled (the client went away, or the server is past its grace)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            self._ended = True
+            pusher, self._pusher = self._pusher, None
+            if pusher is not None:  # a push in progress: finished (a half-close), or cancelled with the RPC
+                if self._task is not None and self._task.cancelling():
+                    pusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pusher
             self._finish()
 
     def close(self) -> None:
         """End the stream from the server side (shutdown)."""
         self.closed_by_server = True
         self._ended = True
-        self._wake_up()
+        self._stop_reading()
 
     # -- for subclasses ----------------------------------------------------------------------------------------
 
@@ -242,40 +244,105 @@ class AdsStream(ABC, Generic[RequestT]):
 
     async def _read(self, requests: AsyncIterator[RequestT]) -> None:
         try:
-            async for request in requests:
-                if self._waiter is not None and not self._woken and not self._inbox:
-                    # The stream sleeps with nothing queued: the request is handled here, in its order, and the
-                    # stream is woken only if it may have something to send. Most requests are ACKs of what was
-                    # just sent; each cost a wake-up and a pass over every type that found nothing to send.
+            iterator = aiter(requests)
+            while not self._ended:
+                self._waiting = True  # for a request, or for room in the inbox: `_stop_reading` may cancel it
+                try:
+                    request = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                finally:
+                    self._waiting = False
+                if self._ended:
+                    return
+                if self._serving:
+                    # A push task is writing: the request is queued and handled by that task, in its order.
+                    await self._queue(request)
+                    continue
+                # Nothing is being served: the request is handled here, and served here only if it may need a
+                # response. Most requests are ACKs of what was just sent: they need nothing.
+                self._serving = True
+                try:
                     try:
                         if self._handle_now(request):
-                            self._wake_up()
+                            self._woken = True
                     except ProtocolError as error:
                         self._reject(str(error))
                         return
                     except PermissionDenied as error:
                         self.denied = str(error)
                         return
-                    continue
-                self._inbox.append(request)
-                self._inbox_bytes += _size_of(request)
-                self.inbox_high_water = max(self.inbox_high_water, len(self._inbox))
-                self._wake_up()
-                if len(self._inbox) >= MAX_QUEUED_REQUESTS or self._inbox_bytes >= MAX_QUEUED_BYTES:
-                    # Stop reading until the stream has handled what is queued: a client that floods requests
-                    # while not reading responses (the stream is then blocked in `write`) is held back by
-                    # HTTP/2 flow control instead of growing this list.
-                    self._room = asyncio.get_running_loop().create_future()
-                    await self._room
+                    await self._serve()
+                finally:
+                    self._serving = False
         except asyncio.CancelledError:
             raise
         except DecodeError as error:  # bytes that are not a request of this RPC
             self._reject(f"malformed request: {error}")
         except Exception as error:  # the client vanished mid-message; the stream just ends
             log.debug("stream %d read failed: %r", self.record.stream_id, error)
+
+    async def _queue(self, request: RequestT) -> None:
+        self._inbox.append(request)
+        self._inbox_bytes += _size_of(request)
+        self.inbox_high_water = max(self.inbox_high_water, len(self._inbox))
+        self._woken = True
+        if len(self._inbox) >= MAX_QUEUED_REQUESTS or self._inbox_bytes >= MAX_QUEUED_BYTES:
+            # Stop reading until the push task has handled what is queued: a client that floods requests while
+            # not reading responses (the push task is then blocked in `write`) is held back by HTTP/2 flow
+            # control instead of growing this list.
+            self._room = asyncio.get_running_loop().create_future()
+            self._waiting = True
+            try:
+                await self._room
+            finally:
+                self._waiting = False
+
+    async def _serve(self) -> None:
+        """While woken: handle the queued requests, then push. The caller owns serving (`_serving`)."""
+        while self._woken and not self._ended:
+            self._woken = False
+            if self._inbox:
+                requests_now, self._inbox, self._inbox_bytes = self._inbox, [], 0
+                self._make_room()
+                try:
+                    for request in requests_now:
+                        self._handle(request)
+                except ProtocolError as error:
+                    self._reject(str(error))
+                    self._ended = True
+                    return
+                except PermissionDenied as error:
+                    self.denied = str(error)
+                    self._ended = True
+                    return
+            if self._watch is not None and not await self._push(self._watch):
+                self._ended = True  # the client is gone
+                return
+
+    async def _push_later(self) -> None:
+        """The short-lived task a configuration change starts while the stream waits for a request."""
+        try:
+            await self._serve()
         finally:
-            self._ended = True
-            self._wake_up()
+            self._serving = False
+            self._pusher = None
+            if self._ended:
+                self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        """End the stream's reading task if it is waiting (for a request, or for room): it then finishes the
+        stream. A task that is serving sees `_ended` itself once its write returns."""
+        task = self._task
+        if self._waiting and task is not None and not self._reading_stopped and task is not asyncio.current_task():
+            self._reading_stopped = True
+            task.cancel()
+
+    def _uncancel(self) -> bool:
+        """Take back the cancellation `_stop_reading` asked for. True if the task is still being cancelled by
+        someone else (gRPC cancelled the RPC too): the cancellation then goes on."""
+        task = self._task
+        return task is not None and task.uncancel() > 0
 
     def _handle_now(self, request: RequestT) -> bool:
         """Handle one request outside the stream's loop. True if the stream may have a response to send now:
@@ -292,32 +359,20 @@ class AdsStream(ABC, Generic[RequestT]):
         listeners = self._listeners()
         return (listeners.held_uses if listeners is not None else None) != uses_before
 
-    async def _sleep(self) -> None:
-        """Until `_wake_up` is called; at once if it was called since the stream last slept."""
-        if not self._woken:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-        self._woken = False
-
-    def _wake_up(self) -> None:
-        self._woken = True
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     def _make_room(self) -> None:
         room, self._room = self._room, None
         if room is not None and not room.done():
             room.set_result(None)
 
     def _config_changed(self) -> None:
-        """The cache's wake-up: this stream's snapshot (or group) changed."""
+        """The cache's wake-up: this stream's snapshot (or group) changed. Pushed by whoever is serving, or by a
+        push task started here while the stream waits for a request."""
         if self._changed_at is None:
             self._changed_at = time.monotonic()
-        self._wake_up()
+        self._woken = True
+        if not self._serving and not self._ended and self._loop is not None:
+            self._serving = True
+            self._pusher = self._loop.create_task(self._push_later())
 
     async def _push(self, watch: Watch) -> bool:
         """Send what each type needs. False if the client went away meanwhile."""
@@ -381,7 +436,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._observer.on_retry(self.record, state.type_url, state.status.version_sent)
 
     def _finish(self) -> None:
-        # Drop what the stream holds now instead of at the next cyclic collection (the stream, its reader task,
+        # Drop what the stream holds now instead of at the next cyclic collection (the stream, its task,
         # its watch and the gRPC call refer to each other, and `serve` makes full collections rare).
         self._inbox, self._states, self._ordered = [], {}, []
         self._make_room()

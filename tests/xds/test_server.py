@@ -11,13 +11,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import grpc
 import pytest
 
+import egress_xds
+
 from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.cache import SnapshotCache
-from egress_xds.xds.registry import AdsVariant
+from egress_xds.xds.registry import AdsVariant, TypeRecord
 from egress_xds.xds.server import AdsServer
 from tests.xds.client import SotwClient, eventually, make_node
 from tests.xds.conftest import Ads, group_by_metadata
@@ -177,3 +180,38 @@ async def test_a_second_server_cannot_take_the_same_port() -> None:
     async with AdsServer(cache, "127.0.0.1:0") as server:
         with pytest.raises(RuntimeError):
             AdsServer(cache, f"127.0.0.1:{server.port}")
+
+
+def _tasks_running_our_code() -> list[asyncio.Task[object]]:
+    """Tasks with a frame of egress_xds on their stack (gRPC's own per-RPC tasks run Cython frames only)."""
+    package = str(Path(egress_xds.__file__).parent)
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if any(frame.f_code.co_filename.startswith(package) for frame in task.get_stack())
+    ]
+
+
+async def test_an_idle_stream_costs_no_task_of_its_own(ads: Ads) -> None:
+    """The RPC's own task reads and serves; a change is pushed by a task that ends with the push. Before, every
+    stream kept a reader task beside the RPC's for its whole life."""
+    ads.cache.set_snapshot("g1", snapshot([cluster("a")]))
+    clients = [ads.sotw(node_id=f"sotw-{index}") for index in range(5)]
+    clients += [ads.delta(node_id=f"delta-{index}") for index in range(5)]
+    for client in clients:
+        await client.send(CDS)
+        await client.ack(await client.recv())
+    ads.cache.set_snapshot("g1", snapshot([cluster("b")]))
+    for client in clients:
+        await client.ack(await client.recv())
+    await eventually(lambda: _all_acked(_cds_statuses(ads), count=10))
+    await eventually(lambda: not _tasks_running_our_code())
+    assert ads.server is not None and len(ads.server.streams()) == 10
+
+
+def _all_acked(statuses: list[TypeRecord], count: int) -> bool:
+    return len(statuses) == count and all(status.version_acked == status.version_sent for status in statuses)
+
+
+def _cds_statuses(ads: Ads) -> list[TypeRecord]:
+    return [record.types[CDS] for record in ads.registry.streams() if CDS in record.types]
