@@ -17,7 +17,6 @@ import grpc
 import pytest
 
 import egress_xds
-
 from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import AdsVariant, TypeRecord
