@@ -12,7 +12,7 @@ Rules kept here (docs/architecture.md, "The xDS protocol rules the server keeps"
   `removed_resources`, and sent when it appears.
 - Unsubscribing from `*` forgets the resources held only through it, so subscribing again re-sends them.
 
-For the status record, a NACK also notes which resource versions the client refused (everything sent since its
+For the admin view, a NACK also notes which resource versions the client refused (everything sent since its
 last ACK); later ACKs then leave those out of what the client holds until a new version of them is sent.
 """
 
@@ -71,55 +71,52 @@ class DeltaStream(AdsStream[DeltaDiscoveryRequest]):
         return not request.resource_names_subscribe and not request.resource_names_unsubscribe and not state.declared
 
     def _acked(self, state: StreamTypeState) -> None:
-        status = state.status
-        previous = status.acked
+        previous = state.acked
         super()._acked(state)
-        if not status.refused:
+        if not state.refused:
             return
-        status.refused = {
+        state.refused = {
             name: version
-            for name, version in status.refused.items()
+            for name, version in state.refused.items()
             if (resource := state.sent.get(name)) is not None and resource.version == version
         }
-        if status.refused:  # the client kept its previous version of what it refused (or nothing)
-            acked = {name: item for name, item in state.sent.items() if name not in status.refused}
-            kept = {name: previous[name] for name in status.refused if name in previous}
+        if state.refused:  # the client kept its previous version of what it refused (or nothing)
+            acked = {name: item for name, item in state.sent.items() if name not in state.refused}
+            kept = {name: previous[name] for name in state.refused if name in previous}
             acked.update(kept)
-            status.acked = acked
-            status.version_acked = set_version(acked.values())
+            state.acked = acked
+            state.version_acked = set_version(acked.values())
             # Make-before-break: the clusters the kept versions use stay until the client takes the new ones.
             state.older_uses = {name: item.uses_clusters for name, item in kept.items() if item.uses_clusters}
             state.held_uses = state.held_uses.union(*state.older_uses.values())
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
-        status = state.status
         offered = {
             name: resource.version
             for name, resource in state.sent.items()
-            if (held := status.acked.get(name)) is None or held.version != resource.version
+            if (held := state.acked.get(name)) is None or held.version != resource.version
         }
-        status.refused = {**status.refused, **offered}
+        state.refused = {**state.refused, **offered}
         super()._nacked(state, message)  # last: it may retry at once, which needs `refused`
 
     def _nacked_earlier(self, state: StreamTypeState, version: str, delivered: Mapping[str, str], message: str) -> None:
         """A NACK of a response older than the latest: what it delivered and was not replaced since is refused."""
-        status = state.status
-        status.nack_message = message
-        status.nack_time = time.time()
-        status.nack_version = version
+        state.nack_message = message
+        state.nack_time = time.time()
+        state.nack_version = version
         refused = {
             name: item
             for name, item in delivered.items()
             if (resource := state.sent.get(name)) is not None and resource.version == item
         }
-        status.refused = {**status.refused, **refused}
+        state.refused = {**state.refused, **refused}
         self._report_nack(state, version, message)
 
     def _retry(self, state: StreamTypeState) -> None:
         """Forget which version the client has of what it refused, so that they are in the response again, or in
         `removed_resources` if they are gone meanwhile (Envoy may hold them: it applies resources one by one)."""
         super()._retry(state)
-        for name, version in state.status.refused.items():
+        for name, version in state.refused.items():
             if state.known.get(name) == version:
                 state.known[name] = _UNKNOWN_VERSION
 
@@ -165,12 +162,9 @@ def _adopt_declared(state: StreamTypeState, desired: Mapping[str, PreparedResour
         return
     mark_sent(state, {**state.sent, **held}, held.values())
     mark_acked(state)
-    status = state.status
-    status.sent = status.acked = state.sent
-    status.version_sent = status.version_acked = set_version(state.sent.values())
-    status.last_update_time = status.ack_time = time.time()
-    status.resource_names = state.subscription.names
-    status.wildcard = state.subscription.wildcard
+    state.acked = state.sent
+    state.version_sent = state.version_acked = set_version(state.sent.values())
+    state.last_update_time = state.ack_time = time.time()
 
 
 def _subscribe(state: StreamTypeState, names: Iterable[str], initial: Mapping[str, str]) -> None:
@@ -226,10 +220,9 @@ def _apply(
     removed_subscribed = [name for name in removed if name in state.subscription.names]
     if absent or removed_subscribed:
         state.reported_absent = state.reported_absent.union(absent, removed_subscribed)
-    status = state.status
-    if status.refused:  # what is sent again is no longer "refused and not sent again"
+    if state.refused:  # what is sent again is no longer "refused and not sent again"
         again = {resource.name for resource in changed}
-        status.refused = {name: version for name, version in status.refused.items() if name not in again}
+        state.refused = {name: version for name, version in state.refused.items() if name not in again}
     wanted = desired.resources
     if len(sent) == len(wanted) and all(wanted.get(name) is resource for name, resource in sent.items()):
         mark_sent(state, wanted, changed, desired.uses_clusters)

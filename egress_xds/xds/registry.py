@@ -1,7 +1,8 @@
 """What every connected stream holds: the record behind CSDS, the admin API and the NACK log.
 
 The server writes these records; other code only reads them. Records are plain mutable dataclasses updated in
-place by the stream that owns them, so reading is free and always current (all on the event loop thread).
+place by the stream that owns them (a type's record *is* the stream's state of that type), so reading is free and
+always current (all on the event loop thread).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from egress_xds.policy.node import Node
+from egress_xds.xds.subscription import Subscription
 
 if TYPE_CHECKING:
     from egress_xds.xds.snapshot import PreparedResource
@@ -31,9 +33,10 @@ class AdsVariant(enum.Enum):
     DELTA = "delta"
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class TypeRecord:
-    """One resource type on one stream.
+    """One resource type on one stream, as the admin side reads it: the stream's own state of that type (a
+    `state.StreamTypeState` is a TypeRecord with the protocol's bookkeeping added), never a copy of it.
 
     `version_sent` / `version_acked` are versions of the set of that type the stream should hold (for Delta, the
     `system_version_info` of the response). Times are `time.time()` seconds; `last_update_time` is when the
@@ -58,12 +61,21 @@ class TypeRecord:
     nack_version: str | None = None
     nack_nonce: str | None = None
     last_update_time: float | None = None
-    resource_names: frozenset[str] = frozenset()
-    wildcard: bool = False
+    subscription: Subscription = field(default_factory=Subscription)
     sent: ResourcesByName = field(default_factory=lambda: NO_RESOURCES)
     acked: ResourcesByName = field(default_factory=lambda: NO_RESOURCES)
     rejected: ResourcesByName = field(default_factory=lambda: NO_RESOURCES)
     refused: Mapping[str, str] = field(default_factory=lambda: NO_VERSIONS)
+
+    @property
+    def resource_names(self) -> frozenset[str]:
+        """The names the client subscribes to explicitly."""
+        return self.subscription.names
+
+    @property
+    def wildcard(self) -> bool:
+        """The client subscribes to every resource of the type."""
+        return self.subscription.wildcard
 
     @property
     def nacked(self) -> bool:
@@ -101,13 +113,6 @@ class StreamRecord:
     @property
     def node_id(self) -> str:
         return self.node.id
-
-    def type_status(self, type_url: str) -> TypeRecord:
-        """The status of a type, created on first use."""
-        status = self.types.get(type_url)
-        if status is None:
-            status = self.types[type_url] = TypeRecord(type_url)
-        return status
 
 
 class StreamRegistry:

@@ -36,7 +36,7 @@ class SotwStream(AdsStream[DiscoveryRequest]):
                 return
             if request.HasField("error_detail"):
                 self._nacked(state, request.error_detail.message)
-            elif request.version_info == state.status.version_sent:
+            elif request.version_info == state.version_sent:
                 self._acked(state)
             # else: a later request about a NACKed response (Envoy repeats its nonce with the old version): no ACK
         else:
@@ -45,9 +45,7 @@ class SotwStream(AdsStream[DiscoveryRequest]):
             state.must_answer = True
 
     def _changes_nothing_else(self, state: StreamTypeState, request: DiscoveryRequest) -> bool:
-        return request.version_info == state.status.version_sent and state.subscription.unchanged_by(
-            request.resource_names
-        )
+        return request.version_info == state.version_sent and state.subscription.unchanged_by(request.resource_names)
 
     def _respond(self, snapshot: Snapshot, state: StreamTypeState) -> bytes | None:
         desired = desired_set(snapshot, state, self._listeners())

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from egress_xds.xds.registry import TypeRecord
+from egress_xds.xds.registry import NO_RESOURCES, TypeRecord
 from egress_xds.xds.snapshot import PreparedResource
-from egress_xds.xds.subscription import Subscription
 
 
 @dataclass(eq=False, slots=True)
-class StreamTypeState:
-    """The protocol state of one type on one stream.
+class StreamTypeState(TypeRecord):
+    """The protocol state of one type on one stream: its `TypeRecord` (what the admin side reads: versions,
+    nonce, `sent`, ACK and NACK) and the bookkeeping only the protocol needs. One object, written once per event.
 
     `sent` is what the client holds once it applies our latest response: for SotW the resources of that
     response, for Delta the accumulated view. It is replaced, never mutated.
@@ -31,16 +31,11 @@ class StreamTypeState:
     ACKed: the ACK of the response carrying it observes the convergence time.
     """
 
-    type_url: str
-    status: TypeRecord
-    subscription: Subscription = field(default_factory=Subscription)
     requests: int = 0
-    nonce: str = ""
     sequence: int = 0  # of the latest response sent (`responses`): a shared response older than it is not reused
     must_answer: bool = False
     synced_version: str | None = None
-    sent: Mapping[str, PreparedResource] = field(default_factory=dict)
-    held: Mapping[str, PreparedResource] = field(default_factory=dict)
+    held: Mapping[str, PreparedResource] = field(default_factory=lambda: NO_RESOURCES)
     held_uses: frozenset[str] = frozenset()
     sent_uses: frozenset[str] = frozenset()  # the clusters used by `sent`, worked out once per response
     older_uses: Mapping[str, frozenset[str]] = field(default_factory=dict)

@@ -193,8 +193,8 @@ class AdsStream(ABC, Generic[RequestT]):
             raise ProtocolError("type_url is required on every request of an aggregated (ADS) stream")
         if len(self._states) >= MAX_TYPES_PER_STREAM:
             raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} distinct type URLs on one stream")
-        state = StreamTypeState(type_url, self.record.type_status(type_url), requests=1)
-        self._states[type_url] = state
+        state = StreamTypeState(type_url, requests=1)
+        self._states[type_url] = self.record.types[type_url] = state
         bisect.insort(self._ordered, state, key=lambda item: ads_sort_key(item.type_url))
         return state, True
 
@@ -203,42 +203,35 @@ class AdsStream(ABC, Generic[RequestT]):
 
     def _acked(self, state: StreamTypeState) -> None:
         mark_acked(state)
-        status = state.status
-        status.version_acked = status.version_sent
-        status.acked = state.sent
-        status.ack_time = time.time()
+        state.version_acked = state.version_sent
+        state.acked = state.sent
+        state.ack_time = time.time()
         change_time, state.change_time = state.change_time, None
         self._observer.on_ack(
             self.record, state.type_url, time.monotonic() - change_time if change_time is not None else None
         )
 
     def _nacked(self, state: StreamTypeState, message: str) -> None:
-        status = state.status
-        status.nack_message = message
-        status.nack_time = time.time()
-        status.nack_version = status.version_sent
-        status.nack_nonce = state.nonce
-        status.rejected = state.sent
+        state.nack_message = message
+        state.nack_time = time.time()
+        state.nack_version = state.version_sent
+        state.nack_nonce = state.nonce
+        state.rejected = state.sent
         state.change_time = None  # this change never converges; the next one is timed afresh
         if self._changes > state.changes_seen:  # the configuration changed after the NACKed response was sent
             self._retry(state)
-        self._report_nack(state, status.version_sent, message)
+        self._report_nack(state, state.version_sent, message)
 
     def _report_nack(self, state: StreamTypeState, version: str, message: str) -> None:
-        self._observer.on_nack(self.record, state.type_url, version, state.status.version_acked, message)
+        self._observer.on_nack(self.record, state.type_url, version, state.version_acked, message)
 
     def _sent(self, state: StreamTypeState, version: str, response: Response) -> None:
-        nonce = state.nonce = response.nonce
+        state.nonce = response.nonce
         state.sequence = response.sequence
         state.synced_version = version
         state.must_answer = False
-        status = state.status
-        status.nonce = nonce
-        status.version_sent = version
-        status.last_update_time = time.time()
-        status.resource_names = state.subscription.names
-        status.wildcard = state.subscription.wildcard
-        status.sent = state.sent
+        state.version_sent = version
+        state.last_update_time = time.time()
 
     # -- internals ---------------------------------------------------------------------------------------------
 
@@ -406,7 +399,7 @@ class AdsStream(ABC, Generic[RequestT]):
         """Write the response `state` needs now, if any. True if it carries a change: a set of another version
         than the one sent before (a first response, or a resubscription to the same set, is no change). Compared
         with the version last sent, not `synced_version`: a Delta unsubscribe clears that one."""
-        before = state.status.version_sent or None
+        before = state.version_sent or None
         payload = self._respond(snapshot, state)
         if payload is None:
             return False
@@ -419,7 +412,7 @@ class AdsStream(ABC, Generic[RequestT]):
             raise _ClientGone from error
         self._observer.on_sent(self.record, state.type_url, len(payload))
         state.changes_seen = self._changes
-        if before is None or before == state.status.version_sent:
+        if before is None or before == state.version_sent:
             return False
         self._changes += 1
         state.changes_seen = self._changes
@@ -433,7 +426,7 @@ class AdsStream(ABC, Generic[RequestT]):
         """Send a NACKed type again although its version did not change: something else in the node's
         configuration did, which may be what the client lacked (a listener NACKed for a cluster it rejected)."""
         state.must_answer = True
-        self._observer.on_retry(self.record, state.type_url, state.status.version_sent)
+        self._observer.on_retry(self.record, state.type_url, state.version_sent)
 
     def _finish(self) -> None:
         # Drop what the stream holds now instead of at the next cyclic collection (the stream, its task,
@@ -451,7 +444,7 @@ class AdsStream(ABC, Generic[RequestT]):
 def _awaits_retry(state: StreamTypeState) -> bool:
     """The client rejected what it was sent last of this type: its latest response is NACKed, or (Delta) a
     refused version is still the latest sent (a later response of other resources was ACKed)."""
-    return state.status.nacked or state.status.still_refused
+    return state.nacked or state.still_refused
 
 
 def _size_of(request: object) -> int:

@@ -144,7 +144,7 @@ async def test_claiming_another_namespace_is_denied_and_gets_nothing_of_it(
     caplog.set_level(logging.INFO)
     async with pki.channel(cert, running.port) as channel:
         client = SotwClient(channel, make_node("app-1", {"namespace": "b"}))
-        await subscribe(client)
+        await client.send(CLUSTER_TYPE_URL)  # one request: the node; a second would race the refusal
         blob = b"".join(await all_responses(client))
         await asyncio.wait_for(client.ended.wait(), 5)
         assert await client.call.code() == grpc.StatusCode.PERMISSION_DENIED
