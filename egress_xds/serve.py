@@ -80,6 +80,17 @@ def read_static_policies(options: ServeOptions) -> PolicySet:
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
+def _freeze_startup_objects() -> None:
+    """Leave what startup made (modules, protobuf descriptors, gRPC, the first snapshot: ~40,000 objects that
+    live as long as the process) out of every later collection. Measured: a full collection over them alone took
+    21 ms, and 0.001 ms once frozen; a server with 10,000 streams adds ~940,000 objects of its own, which stay
+    collectable. Young collections (the only kind a config change triggered in the fan-out bench) never look at
+    old objects, so this changes nothing there; it takes the startup share off the rare full ones. A snapshot built
+    later is not frozen: replaced ones must stay collectable."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(options: ServeOptions) -> None:
     """Run until SIGTERM / SIGINT. Raises ConfigError (invalid initial policy) or StartupError."""
     gc.set_threshold(*GC_THRESHOLDS)
@@ -159,6 +170,7 @@ async def _serve(
             reason = bind_failure(options.health_address)
             raise StartupError(f"cannot listen on {options.health_address} (health): {reason}") from None
         _log.info("health (grpc.health.v1, plaintext) on %s (port %d)", options.health_address, health_port)
+    _freeze_startup_objects()
     stopped = asyncio.Event()
     stop_on_signals(server, SHUTDOWN_GRACE_SECONDS, on_stop=stopped.set)
     remove_reload_signal = _reload_on_sighup(reloader)

@@ -91,6 +91,7 @@ class AdsStream(ABC, Generic[RequestT]):
         self._woken = False
         self._waiting = False  # the reading task awaits a request or room in the inbox
         self._reading_stopped = False  # `_stop_reading` cancelled the reading task
+        self._failure: Exception | None = None  # a defect the push task hit: `run` raises it
         self._inbox: list[RequestT] = []  # a list: a deque costs a 0.5 KB block per idle stream
         self._inbox_bytes = 0
         self._room: asyncio.Future[None] | None = None  # the reading task waits on it while the inbox is full
@@ -129,6 +130,8 @@ class AdsStream(ABC, Generic[RequestT]):
                 with contextlib.suppress(asyncio.CancelledError):
                     await pusher
             self._finish()
+        if self._failure is not None:
+            raise self._failure
 
     def close(self) -> None:
         """End the stream from the server side (shutdown)."""
@@ -236,44 +239,46 @@ class AdsStream(ABC, Generic[RequestT]):
     # -- internals ---------------------------------------------------------------------------------------------
 
     async def _read(self, requests: AsyncIterator[RequestT]) -> None:
+        iterator = aiter(requests)
+        while not self._ended:
+            request = await self._next(iterator)
+            if request is None or self._ended:
+                return
+            if self._serving:
+                # A push task is writing: the request is queued and handled by that task, in its order.
+                await self._queue(request)
+                continue
+            # Nothing is being served: the request is handled here, and served here only if it may need a
+            # response. Most requests are ACKs of what was just sent: they need nothing.
+            self._serving = True
+            try:
+                try:
+                    if self._handle_now(request):
+                        self._woken = True
+                except (ProtocolError, PermissionDenied) as error:
+                    self._refuse(error)
+                    return
+                await self._serve()
+            finally:
+                self._serving = False
+
+    async def _next(self, iterator: AsyncIterator[RequestT]) -> RequestT | None:
+        """The next request, or None when the client half-closed, vanished, or sent what is no request."""
+        self._waiting = True  # `_stop_reading` may cancel the wait
         try:
-            iterator = aiter(requests)
-            while not self._ended:
-                self._waiting = True  # for a request, or for room in the inbox: `_stop_reading` may cancel it
-                try:
-                    request = await anext(iterator)
-                except StopAsyncIteration:
-                    return
-                finally:
-                    self._waiting = False
-                if self._ended:
-                    return
-                if self._serving:
-                    # A push task is writing: the request is queued and handled by that task, in its order.
-                    await self._queue(request)
-                    continue
-                # Nothing is being served: the request is handled here, and served here only if it may need a
-                # response. Most requests are ACKs of what was just sent: they need nothing.
-                self._serving = True
-                try:
-                    try:
-                        if self._handle_now(request):
-                            self._woken = True
-                    except ProtocolError as error:
-                        self._reject(str(error))
-                        return
-                    except PermissionDenied as error:
-                        self.denied = str(error)
-                        return
-                    await self._serve()
-                finally:
-                    self._serving = False
-        except asyncio.CancelledError:
-            raise
+            return await anext(iterator)
+        except StopAsyncIteration:
+            return None
         except DecodeError as error:  # bytes that are not a request of this RPC
             self._reject(f"malformed request: {error}")
+            return None
+        except asyncio.CancelledError:
+            raise
         except Exception as error:  # the client vanished mid-message; the stream just ends
             log.debug("stream %d read failed: %r", self.record.stream_id, error)
+            return None
+        finally:
+            self._waiting = False
 
     async def _queue(self, request: RequestT) -> None:
         self._inbox.append(request)
@@ -301,12 +306,8 @@ class AdsStream(ABC, Generic[RequestT]):
                 try:
                     for request in requests_now:
                         self._handle(request)
-                except ProtocolError as error:
-                    self._reject(str(error))
-                    self._ended = True
-                    return
-                except PermissionDenied as error:
-                    self.denied = str(error)
+                except (ProtocolError, PermissionDenied) as error:
+                    self._refuse(error)
                     self._ended = True
                     return
             if self._watch is not None and not await self._push(self._watch):
@@ -314,9 +315,13 @@ class AdsStream(ABC, Generic[RequestT]):
                 return
 
     async def _push_later(self) -> None:
-        """The short-lived task a configuration change starts while the stream waits for a request."""
+        """The short-lived task a configuration change starts while the stream waits for a request. What it
+        fails with (a defect) ends the stream, and `run` raises it, as if the RPC's own task had failed."""
         try:
             await self._serve()
+        except Exception as error:
+            self._failure = error
+            self._ended = True
         finally:
             self._serving = False
             self._pusher = None
@@ -417,6 +422,12 @@ class AdsStream(ABC, Generic[RequestT]):
         self._changes += 1
         state.changes_seen = self._changes
         return True
+
+    def _refuse(self, error: ProtocolError | PermissionDenied) -> None:
+        if isinstance(error, PermissionDenied):
+            self.denied = str(error)
+        else:
+            self._reject(str(error))
 
     def _reject(self, reason: str) -> None:
         self.error = reason
