@@ -21,6 +21,7 @@ from egress_xds.type_urls import CLUSTER_TYPE_URL as CDS
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import AdsVariant, TypeRecord
 from egress_xds.xds.server import AdsServer
+from egress_xds.xds.sotw import SotwStream
 from tests.xds.client import SotwClient, eventually, make_node
 from tests.xds.conftest import Ads, group_by_metadata
 from tests.xds.data import cluster, snapshot
@@ -214,3 +215,24 @@ def _all_acked(statuses: list[TypeRecord], count: int) -> bool:
 
 def _cds_statuses(ads: Ads) -> list[TypeRecord]:
     return [record.types[CDS] for record in ads.registry.streams() if CDS in record.types]
+
+
+async def test_a_defect_in_a_push_ends_the_stream_with_unknown_and_is_logged(
+    ads: Ads, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A change is pushed by a short-lived task; what it fails with must not vanish with that task."""
+    ads.cache.set_snapshot("g1", snapshot([cluster("a")]))
+    client = ads.sotw(node_id="envoy-defect")
+    await client.send(CDS)
+    await client.ack(await client.recv())
+    await eventually(lambda: _all_acked(_cds_statuses(ads), count=1))
+
+    def broken(*_: object) -> bytes | None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(SotwStream, "_respond", broken)
+    ads.cache.set_snapshot("g1", snapshot([cluster("b")]))
+    await asyncio.wait_for(client.ended.wait(), 5)
+    assert await client.call.code() == grpc.StatusCode.UNKNOWN
+    await eventually(lambda: not ads.registry.for_node("envoy-defect"))
+    assert "a defect" in caplog.text
