@@ -52,7 +52,10 @@ class Watched:
 
 @asynccontextmanager
 async def run_watch(
-    tmp_path: Path, read: Callable[[Path], PolicySet], on_change: Callable[[PolicyReloader], object] | None = None
+    tmp_path: Path,
+    read: Callable[[Path], PolicySet],
+    on_change: Callable[[PolicyReloader], object] | None = None,
+    debounce_ms: int = DEBOUNCE_MS,
 ) -> AsyncIterator[Watched]:
     directory = tmp_path / "etc"
     directory.mkdir()
@@ -66,7 +69,7 @@ async def run_watch(
         return await (on_change(reloader) if on_change is not None else reloader.reload(FILE_CHANGE))  # type: ignore[misc]
 
     task = asyncio.create_task(
-        watch_policy_file(path, changed, debounce_ms=DEBOUNCE_MS, stop=stop, backoff=(0.05, 0.2))
+        watch_policy_file(path, changed, debounce_ms=debounce_ms, stop=stop, backoff=(0.05, 0.2))
     )
     await asyncio.sleep(0.2)  # the watch is set up
     try:
@@ -142,3 +145,18 @@ async def test_parsing_does_not_block_the_event_loop(tmp_path: Path) -> None:
             longest, last = max(longest, now - last), now
         assert watched.ports() == [3135]
         assert longest < 0.3, f"the event loop stalled {longest:.2f}s while a policy was parsed"
+
+
+async def test_a_burst_of_edits_is_one_reload_once_the_file_was_quiet_for_the_debounce(tmp_path: Path) -> None:
+    """`--debounce-ms 600`: nine edits 100 ms apart are one reload, of the last edit, no sooner than 600 ms after
+    it (watchfiles' own `debounce` is only a cap; its quiet time was fixed at 50 ms, so each edit was a reload)."""
+    async with run_watch(tmp_path, load_policy_file, debounce_ms=600) as watched:
+        for port in range(4000, 4009):
+            watched.path.write_text(policy_text(port))
+            await asyncio.sleep(0.1)
+        last_edit = time.monotonic()
+        await watched.wait(lambda: bool(watched.published), "the reload")
+        settled_after = time.monotonic() - last_edit
+        await asyncio.sleep(1.0)  # nothing more comes
+    assert watched.ports() == [4008]
+    assert settled_after >= 0.5, settled_after
