@@ -64,7 +64,13 @@ from egress_xds.policy.model import (
     ViaProxy,
 )
 from egress_xds.policy.no_proxy import NoProxy, parse_no_proxy
-from egress_xds.policy.proxy_url import ProxyUrlError, basic_credentials, header_value_problem, parse_proxy_url
+from egress_xds.policy.proxy_url import (
+    ProxyUrlError,
+    basic_credentials,
+    basic_problem,
+    header_value_problem,
+    parse_proxy_url,
+)
 from egress_xds.policy.yaml_tree import FieldPath, LocatedDocument, format_path
 from egress_xds.redact import REDACTED, redact_value
 
@@ -552,14 +558,15 @@ def _read_credentials(
     scheme_word = secret.split(" ", 1)[0]
     if " " in secret and scheme_word.isalpha():
         credentials = Credentials(header_value=secret)
+        problem = header_value_problem(secret)
     elif ":" not in secret:
         context.error(path, f"{file_path}: expected 'user:password' (no ':' found)")
         return None
     else:
         username, _, password = secret.partition(":")
         credentials = basic_credentials(username, password)
-    # Envoy would refuse the header; no NUL or line break in a password either (the Kubernetes Secrets likewise).
-    problem = header_value_problem(secret) or header_value_problem(credentials.header_value)
+        problem = basic_problem(username, password) or header_value_problem(credentials.header_value)
+    # Envoy would refuse the header, or the proxy could not read it.
     if problem is not None:
         context.error(path, f"{file_path}: {problem}")
         return None

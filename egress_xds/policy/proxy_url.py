@@ -33,12 +33,39 @@ MAX_HEADER_VALUE_BYTES = 16384
 
 
 def header_value_problem(value: str) -> str | None:
-    """Why `value` cannot be a `Proxy-Authorization` header Envoy accepts, or None. Never quotes the value."""
+    """Why `value` cannot be a `Proxy-Authorization` header Envoy accepts and a proxy reads, or None. Never quotes
+    the value."""
     if any(character in value for character in "\r\n\0"):
         return "contains a line break or NUL, which cannot go into an HTTP header"
+    control = _control_character(value)
+    if control is not None:
+        # Envoy sends it, but squid ends the request unread (`error:transaction-end-before-headers`): every
+        # tunnel through the proxy fails. RFC 9110 allows only visible characters, spaces and tabs in a field value.
+        return f"contains the control character {control}, which an HTTP header cannot carry"
     size = len(value.encode())
     if size > MAX_HEADER_VALUE_BYTES:
         return f"makes a Proxy-Authorization value of {size} bytes; Envoy takes at most {MAX_HEADER_VALUE_BYTES}"
+    return None
+
+
+def basic_problem(username: str, password: str) -> str | None:
+    """Why a user name and password cannot be Basic credentials (RFC 7617), or None. Never quotes them."""
+    if ":" in username:
+        return "the user name contains ':', which Basic authentication cannot carry (RFC 7617)"
+    for part, value in (("user name", username), ("password", password)):
+        if any(character in value for character in "\r\n\0"):
+            return f"the {part} contains a line break or NUL, which cannot go into an HTTP header"
+        control = _control_character(value)
+        if control is not None:
+            return f"the {part} contains the control character {control} (RFC 7617 allows none)"
+    return None
+
+
+def _control_character(value: str) -> str | None:
+    """The first control character of `value` other than a tab, as U+XXXX, or None."""
+    for character in value:
+        if (character < " " and character != "\t") or character == "\x7f":
+            return f"U+{ord(character):04X}"
     return None
 
 
@@ -83,8 +110,9 @@ def parse_proxy_url(url: str) -> ProxyUrl:
         for part, text_part in (("user name", username), ("password", password)):
             if _BAD_ESCAPE.search(text_part):  # Go's url.Parse refuses it; unquote would keep it as it is
                 raise ProxyUrlError(f"the URL's {part} has a '%' that is not a %XX escape (write a literal '%' as %25)")
-        credentials = basic_credentials(unquote(username), unquote(password))
-        problem = header_value_problem(credentials.header_value)
+        username, password = unquote(username), unquote(password)
+        credentials = basic_credentials(username, password)
+        problem = basic_problem(username, password) or header_value_problem(credentials.header_value)
         if problem is not None:
             raise ProxyUrlError(f"the URL's credentials: {problem}")
     return ProxyUrl(scheme=scheme, host=host, port=port, credentials=credentials)

@@ -64,6 +64,38 @@ def test_a_credentials_file_with_a_nul_or_carriage_return_is_refused(tmp_path: P
     assert "abc" not in shown and "pa\0" not in shown  # never the credentials
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("Bearer t0ken\x01xyz\n", "the control character U+0001, which an HTTP header cannot carry"),
+        ("Bearer t0ken\x7fxyz\n", "the control character U+007F"),
+        ("svc:t0ken\x1bxyz\n", "the password contains the control character U+001B (RFC 7617 allows none)"),
+    ],
+)
+def test_a_credentials_file_with_another_control_character_is_refused(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    """Envoy sends such a header, and squid ends the request unread (transaction-end-before-headers): every
+    tunnel through the proxy failed while check, render and envoy --mode validate passed (a new-user trial)."""
+    secret = tmp_path / "credentials"
+    secret.write_text(content)
+    path = write(
+        tmp_path, f"proxies:\n  corp: {{url: http://10.0.0.1:3128, credentialsFile: {secret}}}\nhttpsProxy: corp\n"
+    )
+    [error] = errors_of(path)
+    assert f"{path}:2: proxies.corp.credentialsFile: " in error and expected in error
+    shown = error.replace(str(tmp_path), "")
+    assert "t0ken" not in shown and "xyz" not in shown
+
+
+def test_a_user_name_with_a_colon_in_a_proxy_url_is_refused(tmp_path: Path) -> None:
+    """`us%3Aer:pass` would be sent as Basic base64("us:er:pass"), which the proxy reads as user "us"."""
+    path = write(tmp_path, "httpsProxy: http://us%3Aer:S3cretpw@10.0.0.1:3128\n")
+    [error] = errors_of(path)
+    assert "the user name contains ':', which Basic authentication cannot carry (RFC 7617)" in error
+    assert "S3cretpw" not in error and "us%3Aer" not in error
+
+
 # --- a caFile Envoy cannot load -------------------------------------------------------------------------------
 
 

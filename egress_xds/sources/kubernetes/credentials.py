@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from egress_xds.policy.model import Credentials
-from egress_xds.policy.proxy_url import basic_credentials, header_value_problem
+from egress_xds.policy.proxy_url import basic_credentials, basic_problem, header_value_problem
 
 USERNAME_KEY = "username"
 PASSWORD_KEY = "password"
@@ -29,7 +29,6 @@ def credentials_from_secret(secret: Mapping[str, Any], where: str) -> Credential
                 f"{where}: give either {AUTHORIZATION_KEY!r} or {USERNAME_KEY!r}+{PASSWORD_KEY!r}, not both"
             )
         value = data[AUTHORIZATION_KEY].strip()
-        _check_header_safe(value, where, AUTHORIZATION_KEY)
         if not value:
             raise ValueError(f"{where}: key {AUTHORIZATION_KEY!r} is empty")
         return _usable(Credentials(header_value=value), where)
@@ -43,17 +42,16 @@ def credentials_from_secret(secret: Mapping[str, Any], where: str) -> Credential
     username, password = data[USERNAME_KEY].rstrip("\r\n"), data[PASSWORD_KEY].rstrip("\r\n")
     if not username:
         raise ValueError(f"{where}: key {USERNAME_KEY!r} is empty")
-    if ":" in username:
-        raise ValueError(f"{where}: key {USERNAME_KEY!r} contains ':', which Basic authentication cannot carry")
-    for key, value in ((USERNAME_KEY, username), (PASSWORD_KEY, password)):
-        _check_header_safe(value, where, key)
+    problem = basic_problem(username, password)
+    if problem is not None:
+        raise ValueError(f"{where}: keys {USERNAME_KEY!r}/{PASSWORD_KEY!r}: {problem}")
     return _usable(basic_credentials(username, password), where)
 
 
 def _usable(credentials: Credentials, where: str) -> Credentials:
     problem = header_value_problem(credentials.header_value)
     if problem is not None:
-        raise ValueError(f"{where}: the credentials {problem}")
+        raise ValueError(f"{where}: the Proxy-Authorization value {problem}")
     return credentials
 
 
@@ -79,8 +77,3 @@ def _mapping(secret: Mapping[str, Any], field: str, where: str) -> Mapping[str, 
     if not isinstance(value, Mapping) or not all(isinstance(key, str) for key in value):
         raise ValueError(f"{where}: expected {field} to be a mapping of key to value")
     return value
-
-
-def _check_header_safe(value: str, where: str, key: str) -> None:
-    if any(character in value for character in "\r\n\0"):
-        raise ValueError(f"{where}: key {key!r} contains a line break or NUL, which cannot go into an HTTP header")
