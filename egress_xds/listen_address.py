@@ -34,6 +34,11 @@ def check_listen_address(text: str) -> str:
 
 def bind_failure(address: str) -> str:
     """Why `address` (HOST:PORT) cannot be bound now, e.g. "address already in use"."""
+    return bind_problem(address) or "the server could not bind it (set GRPC_VERBOSITY=debug for gRPC's detail)"
+
+
+def bind_problem(address: str) -> str | None:
+    """Why `address` (HOST:PORT) cannot be bound now, or None if it can (with SO_REUSEADDR, as gRPC binds)."""
     host, _, port = address.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     try:
@@ -47,4 +52,4 @@ def bind_failure(address: str) -> str:
                 probe.bind(socket_address)
             except OSError as error:
                 return (error.strerror or str(error)).lower()
-    return "the server could not bind it (set GRPC_VERBOSITY=debug for gRPC's detail)"
+    return None

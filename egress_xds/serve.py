@@ -19,7 +19,7 @@ from egress_xds.admin import DebugView, PolicyReloader, add_debug_services
 from egress_xds.admin.server import start_health_server
 from egress_xds.admin.write_access import WriteAccess
 from egress_xds.defaults import DRAIN_WINDOW_SECONDS, FILE_DEBOUNCE_MS, MAX_CONNECTION_AGE_SECONDS, SERVE_LISTEN
-from egress_xds.listen_address import bind_failure
+from egress_xds.listen_address import bind_failure, bind_problem
 from egress_xds.logs import scrub_logs
 from egress_xds.metrics import RELOADS, SNAPSHOT_BUILD_SECONDS, serve_metrics
 from egress_xds.policy.errors import ConfigError
@@ -93,6 +93,7 @@ def _freeze_startup_objects() -> None:
 
 async def serve(options: ServeOptions) -> None:
     """Run until SIGTERM / SIGINT. Raises ConfigError (invalid initial policy) or StartupError."""
+    _check_addresses(options)
     gc.set_threshold(*GC_THRESHOLDS)
     publisher = PolicyPublisher(SnapshotCache(lambda node: None))
     scrubber = SecretScrubber(lambda: publisher.policies)
@@ -102,6 +103,18 @@ async def serve(options: ServeOptions) -> None:
         await _serve(options, layers, publisher, scrubber)
     finally:
         unscrub_logs()
+
+
+def _check_addresses(options: ServeOptions) -> None:
+    """A port that cannot be bound is refused before anything else runs: one line, without gRPC core's own log
+    line (`add_port.cc ... Failed to add port`), and before the policy is loaded and logged. gRPC binds again
+    later; the error paths there remain for an address taken in between."""
+    for address, what in ((options.listen, ""), (options.health_address, " (health)")):
+        if address is None:
+            continue
+        problem = bind_problem(address)
+        if problem is not None:
+            raise StartupError(f"cannot listen on {address}{what}: {problem}")
 
 
 async def _serve(

@@ -229,3 +229,20 @@ def test_cli_error(name: str, places: dict[str, str]) -> None:
     if case.code in (1, 70) and not case.traceback:
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert errors, result.stderr
+
+
+def test_serve_on_a_busy_port_says_one_line_before_anything_else(places: dict[str, str]) -> None:
+    """gRPC core logged its own `add_port.cc ... Failed to add port` line first, after the policy was loaded and
+    logged (a new-user trial); the port is now checked before anything runs."""
+    argv = ["serve", "--config", places["good"], "--listen", places["busy"]]
+    env = {key: value for key, value in os.environ.items() if not key.lower().endswith("_proxy")}
+    result = subprocess.run(
+        [sys.executable, "-m", "egress_xds.cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: cannot listen on {places['busy']}: address already in use"]
