@@ -140,6 +140,10 @@ def parse_port(value: object, *, quote: bool = True) -> int:
         port = value
     elif isinstance(value, str) and not value:
         raise DestinationError("empty port after ':' (expected 1-65535)")
+    elif isinstance(value, float) and quote:
+        raise DestinationError(f"port {value:g} is not a whole number (expected 1-65535)")
+    elif not isinstance(value, str) and quote:
+        raise DestinationError(f"expected a port number 1-65535, not {describe(value)}")
     else:
         raise DestinationError(
             f"port {describe(value)} is not a number (expected 1-65535)"

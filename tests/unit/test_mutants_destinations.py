@@ -130,9 +130,10 @@ _NOT_A_NUMBER = "the port is not a number (expected 1-65535)"
         ("S3cret", "port 'S3cret' is not a number (expected 1-65535)", "the port is not a number (expected 1-65535)"),
         (
             True,
-            "port the boolean true is not a number (expected 1-65535)",
+            "expected a port number 1-65535, not the boolean true",
             "the port is not a number (expected 1-65535)",
         ),
+        (443.5, "port 443.5 is not a whole number (expected 1-65535)", "the port is not a number (expected 1-65535)"),
         # Full-width digits (what str.isdigit() would take for a number).
         (
             "\uff18\uff10",

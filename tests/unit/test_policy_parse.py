@@ -215,6 +215,18 @@ BAD_INPUTS = [
         "rules[0].ports[0]: port 0 out of range",
         id="port-zero",
     ),
+    pytest.param(
+        "httpsProxy: http://p:3128\nrules:\n  - domains: [a.test]\n    ports: [443.5]\n    action: deny\n",
+        4,
+        "rules[0].ports[0]: port 443.5 is not a whole number (expected 1-65535)",
+        id="port-fraction",
+    ),
+    pytest.param(
+        "httpsProxy: http://p:3128\nrules:\n  - domains: [a.test]\n    ports: [true]\n    action: deny\n",
+        4,
+        "rules[0].ports[0]: expected a port number 1-65535, not the boolean true",
+        id="port-boolean",
+    ),
     pytest.param("httpsProxy: http://p:3128\nnoProxy: 'a.test,10.0.0.0/99'\n", 2, "noProxy: entry 1", id="bad-noproxy"),
     pytest.param("httpsProxy: http://p:3128\nhttpsProxy: http://q:3128\n", 2, "duplicate key", id="duplicate-key"),
     pytest.param(

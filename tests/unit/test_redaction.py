@@ -132,6 +132,7 @@ def test_scrubber_removes_any_url_password(
     user: str, password: str, host: str, port: str, shape: str, before: str, after: str
 ) -> None:
     assume(not password.endswith("@"))  # `pw@` + `@host`: the password's own @ is the one before the host
+    assume(password not in REDACTED)  # `<red` is in the marker that replaces it, not a leak
     url = shape.format(user=user, password=password, host=host, port=port)
     text = f"{before}{url}{after}"
     scrubbed = SecretScrubber().scrub(text)
