@@ -28,7 +28,7 @@ from envoy.service.status.v3.csds_pb2 import ClientConfig, ClientStatusRequest, 
 from google.protobuf import any_pb2
 
 from egress_xds.admin import messages
-from egress_xds.admin.node_match import UnsupportedMatcher, any_matches
+from egress_xds.admin.node_match import UnsupportedMatcher, any_matches, check_matchers
 from egress_xds.admin.redact_resources import redacted_any
 from egress_xds.admin.state import DebugView
 from egress_xds.admin.sync import ResourceState, ResourceSync, SyncStatus, TypeComparison, resource_syncs, stream_sync
@@ -72,6 +72,7 @@ class ClientStatusService:
 
     def client_status(self, request: ClientStatusRequest) -> ClientStatusResponse:
         """Raises UnsupportedMatcher for a node matcher this server cannot evaluate."""
+        check_matchers(request.node_matchers)
         response = ClientStatusResponse()
         contents = not request.exclude_resource_contents
         for record in sorted(self._state.registry, key=lambda item: (item.node.id, item.stream_id)):

@@ -24,6 +24,17 @@ class UnsupportedMatcher(ValueError):
     """A matcher this server cannot evaluate."""
 
 
+def check_matchers(matchers: Sequence[NodeMatcher]) -> None:
+    """Raise UnsupportedMatcher for a matcher this server cannot evaluate, whether or not any node is connected
+    (a bad regex was answered INVALID_ARGUMENT only while some stream was there to match it against)."""
+    for matcher in matchers:
+        if matcher.HasField("node_id"):
+            string_matches(matcher.node_id, "")
+        for entry in matcher.node_metadatas:
+            value_matches(entry.value, None)
+            value_matches(entry.value, Value(string_value=""))
+
+
 def any_matches(matchers: Sequence[NodeMatcher], node: NodeMessage) -> bool:
     """No matchers: every node. Otherwise the node must match at least one."""
     return not matchers or any(node_matches(matcher, node) for matcher in matchers)

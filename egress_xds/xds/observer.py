@@ -55,12 +55,12 @@ class MetricsAndLogs(StreamObserver):
     def on_connect(self, record: StreamRecord, identity: SpiffeId | None) -> None:
         metrics.stream_opened(record.protocol.value)
         log.info(
-            "stream connected node=%s peer=%s identity=%s protocol=%s group=%r",
+            "stream connected node=%s peer=%s identity=%s protocol=%s group=%s",
             record.node.id or "-",
             record.peer,
             identity or "-",
             record.protocol.value,
-            record.group,
+            record.group if record.group is not None else "- (no policy selects it)",
         )
 
     def on_refused(self, record: StreamRecord, node: Node, identity: SpiffeId, mismatch: IdentityMismatch) -> None:

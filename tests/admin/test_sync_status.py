@@ -219,6 +219,18 @@ async def test_node_matchers_select_by_id_and_metadata(debug: Debug) -> None:
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "list_match" in str(raised.value.details())
 
 
+async def test_a_matcher_it_cannot_evaluate_is_refused_with_no_node_connected(debug: Debug) -> None:
+    """A bad regex was answered OK with no config while nothing was connected, INVALID_ARGUMENT once a stream was."""
+    assert len(debug.state.registry) == 0
+    broken = NodeMatcher(node_id=StringMatcher())
+    broken.node_id.safe_regex.regex = "("
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await debug.csds(ClientStatusRequest(node_matchers=[broken]))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "safe_regex '('" in str(raised.value.details())
+    fine = NodeMatcher(node_id=StringMatcher(exact="pod-a1"))
+    assert len((await debug.csds(ClientStatusRequest(node_matchers=[fine]))).config) == 0
+
+
 async def test_stream_client_status_answers_every_request_and_contents_can_be_left_out(debug: Debug) -> None:
     debug.cache.set_snapshot("g1", snapshot([cluster("a")]))
     client = debug.delta("streamed")
