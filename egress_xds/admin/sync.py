@@ -6,7 +6,8 @@ A type on a stream is, checked in this order:
 - NOT SENT: no response of this type went out on this stream yet (also while the node's policy has no snapshot).
 - NACK: Envoy rejected the latest response of this type, or (Delta) a resource version it rejected is still the
   latest sent; it keeps running what it ACKed before, and the server does not send that version again (CSDS:
-  ERROR).
+  ERROR). Per resource: Envoy applies listeners and clusters one by one, so those of the NACKed response that its
+  message does not name are shown as held at their new version (`applied_despite_nack`).
 - STALE: the latest response is waiting for its ACK, or the ACKed set is not what the node should have now
   (e.g. a cluster kept for make-before-break until Envoy ACKs the listeners that no longer use it).
 - SYNCED: the latest response was ACKed and it is exactly what the node should have now.
@@ -18,11 +19,12 @@ subscribed to. Versions are content hashes, so comparing versions compares conte
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 
 from egress_xds.policy.node import MODE_METADATA_KEY, PolicyGroup
-from egress_xds.type_urls import ads_sort_key
+from egress_xds.type_urls import CLUSTER_TYPE_URL, LISTENER_TYPE_URL, ads_sort_key
 from egress_xds.xds.cache import SnapshotCache
 from egress_xds.xds.registry import StreamRecord, TypeRecord
 from egress_xds.xds.snapshot import PreparedResource, ResourceSet, Snapshot
@@ -122,12 +124,44 @@ def resource_syncs(sync: TypeComparison) -> Iterator[ResourceSync]:
     names = set(status.acked) | set(status.sent) | set(expected)
     if not status.wildcard:
         names |= status.resource_names
+    applied = applied_despite_nack(sync)
     for name in sorted(names):
-        acked = status.acked.get(name)
+        acked = applied.get(name) or status.acked.get(name)
         sent = status.sent.get(name)
         wanted = expected.get(name)
-        offered = _refused(sync, name, acked)
+        offered = None if name in applied else _refused(sync, name, acked)
         yield ResourceSync(name, acked, sent, wanted, offered, _resource_state(acked, wanted, offered, sync))
+
+
+# Envoy applies listeners and clusters one by one: a NACK of a response that names some of them (Envoy's
+# "Error adding/updating listener(s) NAME: ...") leaves the others of that response applied.
+_APPLIED_ONE_BY_ONE = frozenset({LISTENER_TYPE_URL, CLUSTER_TYPE_URL})
+
+
+def applied_despite_nack(sync: TypeComparison) -> Mapping[str, PreparedResource]:
+    """The resources of a NACKed listener or cluster response that the NACK message does not name: Envoy applied
+    them. Nothing when the message names none of the response's resources (the whole response was refused, e.g.
+    a proto validation error), so a vague message never makes a resource look held."""
+    status = sync.status
+    message = status.nack_message
+    if sync.state is not SyncStatus.NACKED or status.type_url not in _APPLIED_ONE_BY_ONE or not message:
+        return {}
+    offered = {  # what the NACKed response changed, and no later response replaced (Delta sends on after a NACK)
+        name: resource
+        for name, resource in status.rejected.items()
+        if ((held := status.acked.get(name)) is None or held.version != resource.version)
+        and (latest := status.sent.get(name)) is not None
+        and latest.version == resource.version
+    }
+    named = {name for name in offered if _names(message, name)}
+    if not named:
+        return {}
+    return {name: resource for name, resource in offered.items() if name not in named}
+
+
+def _names(message: str, name: str) -> bool:
+    """`name` appears in `message` as a whole name (`web` is not named by `web2: cannot bind`)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", message) is not None
 
 
 def _refused(sync: TypeComparison, name: str, acked: PreparedResource | None) -> PreparedResource | None:

@@ -41,7 +41,8 @@ BAD = POLICY.format(
     user=USER,
     password=PASSWORD,
     proxy=PROXY_IP,
-    more=f'    - {{name: unbindable, listen: "{UNBINDABLE}", target: "api.example.test:443"}}\n',
+    more=f'    - {{name: unbindable, listen: "{UNBINDABLE}", target: "api.example.test:443"}}\n'
+    '    - {name: fresh, listen: "127.0.0.1:10444", target: "fresh.example.test:443"}\n',
 )
 LDS = "type.googleapis.com/envoy.config.listener.v3.Listener"
 QUIET_SECONDS = 3.0
@@ -124,6 +125,18 @@ def test_a_listener_envoy_cannot_bind_is_nacked_and_shown_with_envoys_message(se
     rejected = entries["egress-listener-unbindable"]
     assert rejected["client_status"] == "NACKED" and rejected["config_status"] == "ERROR"
     assert entries["egress-listener-github"]["config_status"] == "SYNCED"
+    # Envoy applies listeners one by one: the new listener the NACK does not name runs, and is shown as held.
+    fresh = entries["egress-listener-fresh"]
+    assert (fresh["client_status"], fresh["config_status"]) == ("ACKED", "SYNCED"), fresh
+    dynamic = setup.envoy.config_dump()["configs"]
+    active = {
+        item["name"]
+        for config in dynamic
+        if config.get("@type", "").endswith("ListenersConfigDump")
+        for item in config.get("dynamic_listeners", [])
+        if "active_state" in item
+    }
+    assert "egress-listener-fresh" in active and "egress-listener-unbindable" not in active, active
 
     status = serve.egress_xds("status", "--server", serve.address)
     assert status.returncode == 0, status.stderr
@@ -133,6 +146,7 @@ def test_a_listener_envoy_cannot_bind_is_nacked_and_shown_with_envoys_message(se
     assert f"  {error['details']}" in status.stdout  # the message in full, below the table
     detail = serve.egress_xds("status", "--server", serve.address, setup.node_id)
     assert "+ egress-listener-unbindable" in detail.stdout and "rejected (NACK)" in detail.stdout
+    assert "egress-listener-fresh" not in detail.stdout  # held as it should be: no difference to show
 
     wait_until(
         lambda: serve.metric("egress_xds_nacks_total", type="lds") == nacks_before + 1,

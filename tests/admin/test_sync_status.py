@@ -118,6 +118,42 @@ async def test_a_type_goes_stale_synced_nacked_and_synced_again(debug: Debug, pr
     assert again.last_nack.version == version_of(rejected) and not again.last_nack.current
 
 
+@pytest.mark.parametrize("protocol", ["sotw", "delta"])
+async def test_resources_a_nack_does_not_name_are_shown_applied(debug: Debug, protocol: str) -> None:
+    """Envoy applies clusters and listeners one by one and names the failed ones in its NACK; the rest of the
+    response runs (a new-user trial saw a listener serving traffic that status called "not held, rejected")."""
+    debug.cache.set_snapshot("g1", snapshot([cluster("a"), cluster("b")]))
+    client: SotwClient | DeltaClient = debug.sotw("envoy-p") if protocol == "sotw" else debug.delta("envoy-p")
+    await client.send(CDS)
+    await client.ack(await client.recv())
+    await wait_status(debug, "envoy-p", SYNCED)
+
+    debug.cache.set_snapshot("g1", snapshot([cluster("a", port=1), cluster("b", port=2), cluster("c")]))
+    rejected = await client.recv()
+    await client.nack(rejected, "Error adding/updating cluster(s) a: port 1 is not allowed here")
+    nacked = await wait_status(debug, "envoy-p", NACKED)
+    by_name = {resource.name: resource for resource in nacked.resources}
+    assert by_name["a"].acked_version != by_name["a"].expected_version  # still the old a
+    for name in ("b", "c"):  # applied: held at the version sent
+        assert by_name[name].acked_version == by_name[name].sent_version == by_name[name].expected_version
+    [config] = (await debug.csds()).config
+    csds = entries(config)
+    assert (csds["a"].client_status, csds["a"].config_status) == (ClientResourceStatus.NACKED, ConfigStatus.ERROR)
+    for name in ("b", "c"):
+        assert (csds[name].client_status, csds[name].config_status) == (ClientResourceStatus.ACKED, ConfigStatus.SYNCED)
+
+    debug.cache.set_snapshot("g1", snapshot([cluster("a", port=1), cluster("b", port=3)]))
+    vague = await client.recv()
+    await client.nack(vague, "Proto constraint validation failed")  # names nothing: the whole response refused
+    await eventually(
+        lambda: (
+            debug.state.registry.for_node("envoy-p")[0].types[CDS].nack_message == "Proto constraint validation failed"
+        )
+    )
+    [config] = (await debug.csds()).config
+    assert entries(config)["b"].client_status == ClientResourceStatus.NACKED
+
+
 async def test_delta_keeps_a_refused_resource_rejected_after_acking_later_changes(debug: Debug) -> None:
     debug.cache.set_snapshot("g1", snapshot([cluster("a"), cluster("b")]))
     client = debug.delta("refuser")
