@@ -30,7 +30,7 @@ from egress_xds.durations import format_duration, parse_duration
 from egress_xds.policy.errors import ConfigError, ConfigIssue
 from egress_xds.policy.model import EgressPolicy
 from egress_xds.policy.node import MODE_METADATA_KEY, Node, NodeMode, select_policy
-from egress_xds.redact import contains_redactions, redact_config
+from egress_xds.redact import contains_redactions, redact_config, redact_value
 from egress_xds.scrub import SecretScrubber
 from egress_xds.sources.policy_source import LoadedPolicy, PolicySource
 from egress_xds.traffic.outcome import OUTCOMES
@@ -444,7 +444,7 @@ def _bounded_duration(text: str, most: float, most_text: str) -> float:
     try:
         value = parse_duration(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(f"{redact_value(text)!r} {error}") from None
     if value > most:
         raise argparse.ArgumentTypeError(f"{text!r}: at most {most_text}")
     return value

@@ -19,12 +19,13 @@ EXAMPLES = "500ms, 30s, 10h or 1h30m"
 
 
 def parse_duration(text: str) -> float:
-    """Seconds. Raises ValueError with a message that quotes `text` and shows what is expected."""
+    """Seconds. Raises ValueError whose message says what is expected and does not quote `text` (a secret pasted in
+    the wrong field must not be repeated): the caller puts the value, shown safely, before it."""
     value = text.strip()
     if value == "0":
         return 0.0
     if not _WHOLE.fullmatch(value):
-        raise ValueError(f"{text!r} is not a duration: expected a number with a unit, like {EXAMPLES}")
+        raise ValueError(f"is not a duration: expected a number with a unit, like {EXAMPLES}")
     return sum(float(number) * _UNIT_SECONDS[unit] for number, _, unit in _PART.findall(value))
 
 

@@ -588,12 +588,13 @@ def _parse_health_check(context: _Context, value: Any, path: FieldPath) -> Healt
 def _duration_ms(context: _Context, value: Any, path: FieldPath, default: int) -> int:
     if value is None:
         return default
+    if not isinstance(value, str):
+        context.error(path, f"expected a duration like {EXAMPLES}, got {describe(value)}")
+        return default
     try:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a duration like {EXAMPLES}, got {describe(value)}")
         milliseconds = parse_duration(value) * 1000
     except ValueError as error:
-        context.error(path, str(error))
+        context.error(path, f"{describe(value)} {error}")  # describe: a URL's password is redacted
         return default
     if milliseconds > MAX_DURATION_MS:
         context.error(path, "a duration must be at most 1h")
