@@ -35,13 +35,9 @@ MAX_HEADER_VALUE_BYTES = 16384
 def header_value_problem(value: str) -> str | None:
     """Why `value` cannot be a `Proxy-Authorization` header Envoy accepts and a proxy reads, or None. Never quotes
     the value."""
-    if any(character in value for character in "\r\n\0"):
-        return "contains a line break or NUL, which cannot go into an HTTP header"
-    control = _control_character(value)
-    if control is not None:
-        # Envoy sends it, but squid ends the request unread (`error:transaction-end-before-headers`): every
-        # tunnel through the proxy fails. RFC 9110 allows only visible characters, spaces and tabs in a field value.
-        return f"contains the control character {control}, which an HTTP header cannot carry"
+    problem = _character_problem(value)
+    if problem is not None:
+        return f"contains {problem}, which an HTTP header cannot carry"
     size = len(value.encode())
     if size > MAX_HEADER_VALUE_BYTES:
         return f"makes a Proxy-Authorization value of {size} bytes; Envoy takes at most {MAX_HEADER_VALUE_BYTES}"
@@ -53,19 +49,21 @@ def basic_problem(username: str, password: str) -> str | None:
     if ":" in username:
         return "the user name contains ':', which Basic authentication cannot carry (RFC 7617)"
     for part, value in (("user name", username), ("password", password)):
-        if any(character in value for character in "\r\n\0"):
-            return f"the {part} contains a line break or NUL, which cannot go into an HTTP header"
-        control = _control_character(value)
-        if control is not None:
-            return f"the {part} contains the control character {control} (RFC 7617 allows none)"
+        problem = _character_problem(value)
+        if problem is not None:
+            return f"the {part} contains {problem} (RFC 7617 allows none)"
     return None
 
 
-def _control_character(value: str) -> str | None:
-    """The first control character of `value` other than a tab, as U+XXXX, or None."""
+def _character_problem(value: str) -> str | None:
+    """The first character of `value` no HTTP field value may carry, described, or None. Envoy refuses a line
+    break or NUL outright; any other control character but a tab it sends, and squid ends the request unread
+    (`error:transaction-end-before-headers`): RFC 9110 allows only visible characters, spaces and tabs."""
     for character in value:
+        if character in "\r\n\0":
+            return "a line break or NUL"
         if (character < " " and character != "\t") or character == "\x7f":
-            return f"U+{ord(character):04X}"
+            return f"the control character U+{ord(character):04X}"
     return None
 
 
