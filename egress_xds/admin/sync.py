@@ -124,13 +124,29 @@ def resource_syncs(sync: TypeComparison) -> Iterator[ResourceSync]:
     names = set(status.acked) | set(status.sent) | set(expected)
     if not status.wildcard:
         names |= status.resource_names
-    applied = applied_despite_nack(sync)
+    rejected = _rejected(sync)
+    applied = applied_despite_nack(sync, rejected)
     for name in sorted(names):
         acked = applied.get(name) or status.acked.get(name)
         sent = status.sent.get(name)
         wanted = expected.get(name)
-        offered = None if name in applied else _refused(sync, name, acked)
+        offered = None if name in applied else rejected.get(name)
         yield ResourceSync(name, acked, sent, wanted, offered, _resource_state(acked, wanted, offered, sync))
+
+
+def _rejected(sync: TypeComparison) -> Mapping[str, PreparedResource]:
+    """The versions the node rejected, by name, while that rejection is current: Delta, exactly those refused and
+    not sent again; SotW, those the NACKed response changed."""
+    status = sync.status
+    if sync.state is not SyncStatus.NACKED:
+        return {}
+    if status.refused:
+        return {name: item for name, item in status.rejected.items() if status.refused.get(name) == item.version}
+    return {
+        name: item
+        for name, item in status.rejected.items()
+        if (held := status.acked.get(name)) is None or held.version != item.version
+    }
 
 
 # Envoy applies listeners and clusters one by one: a NACK of a response that names some of them (Envoy's
@@ -138,41 +154,24 @@ def resource_syncs(sync: TypeComparison) -> Iterator[ResourceSync]:
 _APPLIED_ONE_BY_ONE = frozenset({LISTENER_TYPE_URL, CLUSTER_TYPE_URL})
 
 
-def applied_despite_nack(sync: TypeComparison) -> Mapping[str, PreparedResource]:
-    """The resources of a NACKed listener or cluster response that the NACK message does not name: Envoy applied
-    them. Nothing when the message names none of the response's resources (the whole response was refused, e.g.
-    a proto validation error), so a vague message never makes a resource look held."""
-    status = sync.status
-    message = status.nack_message
-    if sync.state is not SyncStatus.NACKED or status.type_url not in _APPLIED_ONE_BY_ONE or not message:
+def applied_despite_nack(
+    sync: TypeComparison, rejected: Mapping[str, PreparedResource]
+) -> Mapping[str, PreparedResource]:
+    """Of the `rejected` versions of a listener or cluster response, those the NACK message does not name: Envoy
+    applied them. Nothing when the message names none of them (the whole response was refused, e.g. a proto
+    validation error), so a vague message never makes a resource look held."""
+    message = sync.status.nack_message
+    if sync.status.type_url not in _APPLIED_ONE_BY_ONE or not message:
         return {}
-    offered = {  # what the NACKed response changed, and no later response replaced (Delta sends on after a NACK)
-        name: resource
-        for name, resource in status.rejected.items()
-        if ((held := status.acked.get(name)) is None or held.version != resource.version)
-        and (latest := status.sent.get(name)) is not None
-        and latest.version == resource.version
-    }
-    named = {name for name in offered if _names(message, name)}
+    named = {name for name in rejected if _names(message, name)}
     if not named:
         return {}
-    return {name: resource for name, resource in offered.items() if name not in named}
+    return {name: resource for name, resource in rejected.items() if name not in named}
 
 
 def _names(message: str, name: str) -> bool:
     """`name` appears in `message` as a whole name (`web` is not named by `web2: cannot bind`)."""
     return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", message) is not None
-
-
-def _refused(sync: TypeComparison, name: str, acked: PreparedResource | None) -> PreparedResource | None:
-    """The version of `name` the node rejected, while that rejection is current."""
-    status = sync.status
-    offered = status.rejected.get(name)
-    if offered is None or sync.state is not SyncStatus.NACKED:
-        return None
-    if status.refused:  # Delta: exactly the versions refused and not sent again
-        return offered if status.refused.get(name) == offered.version else None
-    return None if acked is not None and acked.version == offered.version else offered  # unchanged by the NACK
 
 
 def _resource_state(
