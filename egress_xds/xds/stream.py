@@ -343,7 +343,7 @@ class AdsStream(ABC, Generic[RequestT]):
         return task is not None and task.uncancel() > 0
 
     def _handle_now(self, request: RequestT) -> bool:
-        """Handle one request outside the stream's loop. True if the stream may have a response to send now:
+        """Handle one request that came while nothing was being served. True if it may need a push now:
         anything but a plain ACK after a push that found nothing to send, or an ACK of listeners that changes
         which clusters they may still use (the clusters kept for make-before-break follow those). After a push
         that sent something, the next request always leads to a push, as every request did before: a type sent
